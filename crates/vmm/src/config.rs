@@ -1,0 +1,138 @@
+//! The VM description the VMM consumes. Front ends (the CLI today) build it and
+//! call [`VmConfig::validate`]; the VMM never sees command-line syntax.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Xen version in `XENVER_version` form (major << 16 | minor).
+pub const DEFAULT_XEN_VERSION: u32 = 0x40011;
+/// Default grant-table frames (`xen-gnttab-max-frames`).
+pub const DEFAULT_GNTTAB_MAX_FRAMES: u32 = 64;
+/// Default PIRQ count (`xen-evtchn-max-pirq`).
+pub const DEFAULT_EVTCHN_MAX_PIRQ: u32 = 256;
+
+/// How the guest's interrupt controller is split between KVM and the VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqChip {
+    /// LAPIC in the kernel, IOAPIC and PIC in the VMM (mandatory for Xen guests).
+    Split,
+}
+
+/// The `-accel kvm,...` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccelConfig {
+    pub xen_version: u32,
+    pub irqchip: IrqChip,
+    pub gnttab_max_frames: u32,
+    pub evtchn_max_pirq: u32,
+}
+
+impl Default for AccelConfig {
+    fn default() -> Self {
+        Self {
+            xen_version: DEFAULT_XEN_VERSION,
+            irqchip: IrqChip::Split,
+            gnttab_max_frames: DEFAULT_GNTTAB_MAX_FRAMES,
+            evtchn_max_pirq: DEFAULT_EVTCHN_MAX_PIRQ,
+        }
+    }
+}
+
+/// The `-cpu host,...` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuConfig {
+    /// `+xen-vapic`: advertise APIC-access and x2APIC virtualisation in the Xen HVM leaf.
+    pub xen_vapic: bool,
+}
+
+/// What the guest boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    /// The test guest built into the binary.
+    Embedded(&'static [u8]),
+    /// A file: a PVH ELF (with `XEN_ELFNOTE_PHYS32_ENTRY`) or a Linux bzImage.
+    File(PathBuf),
+}
+
+/// Where the 16550 at 0x3f8 goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialConfig {
+    Stdio,
+    None,
+}
+
+/// A whole VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub accel: AccelConfig,
+    pub cpu: CpuConfig,
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    pub vcpus: u32,
+    pub kernel: KernelSource,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub serial: SerialConfig,
+    /// `-no-reboot`: a guest reboot ends the VMM instead of restarting the guest.
+    pub no_reboot: bool,
+    /// Wall-clock limit for the whole run (tests and benchmarks always set one).
+    pub timeout: Option<Duration>,
+}
+
+/// A `VmConfig` that cannot be run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("Memory size {0} bytes is out of range (16 MiB to 1 TiB, whole MiB)")]
+    MemorySize(u64),
+    #[error("vCPU count {0} is out of range (1 to {max})", max = MAX_VCPUS)]
+    VcpuCount(u32),
+    #[error("Xen version {0:#x} is not supported (4.0 to 4.255)")]
+    XenVersion(u32),
+    #[error("xen-gnttab-max-frames={0} is out of range (1 to 4096)")]
+    GnttabFrames(u32),
+    #[error("xen-evtchn-max-pirq={0} is out of range (1 to 1024)")]
+    MaxPirq(u32),
+}
+
+/// Most vCPUs a VM may have.
+pub const MAX_VCPUS: u32 = 288;
+
+impl VmConfig {
+    /// The configuration `xenkvm` runs with no arguments: the embedded test guest.
+    pub fn embedded(image: &'static [u8]) -> Self {
+        Self {
+            accel: AccelConfig::default(),
+            cpu: CpuConfig::default(),
+            memory_bytes: 128 << 20,
+            vcpus: 1,
+            kernel: KernelSource::Embedded(image),
+            initrd: None,
+            cmdline: String::new(),
+            serial: SerialConfig::Stdio,
+            no_reboot: true,
+            timeout: None,
+        }
+    }
+
+    /// Checks every value against what the VMM can run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mib = 1u64 << 20;
+        if self.memory_bytes < 16 * mib || self.memory_bytes > (1 << 40) || self.memory_bytes % mib != 0 {
+            return Err(ConfigError::MemorySize(self.memory_bytes));
+        }
+        if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
+            return Err(ConfigError::VcpuCount(self.vcpus));
+        }
+        let major = self.accel.xen_version >> 16;
+        if major != 4 {
+            return Err(ConfigError::XenVersion(self.accel.xen_version));
+        }
+        if !(1..=4096).contains(&self.accel.gnttab_max_frames) {
+            return Err(ConfigError::GnttabFrames(self.accel.gnttab_max_frames));
+        }
+        if !(1..=1024).contains(&self.accel.evtchn_max_pirq) {
+            return Err(ConfigError::MaxPirq(self.accel.evtchn_max_pirq));
+        }
+        Ok(())
+    }
+}

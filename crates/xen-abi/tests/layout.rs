@@ -1,0 +1,113 @@
+//! Sizes and field offsets of every ABI record, 64-bit and compat, against the
+//! values the Xen headers give.
+
+use std::mem::{offset_of, size_of};
+use xenkvm_xen_abi::{hvm::*, memory::*, sched::*, shared_info::*, start_info::*, vcpu::*, version::*};
+
+#[test]
+fn shared_info_64() {
+    assert_eq!(size_of::<VcpuTimeInfo>(), 32);
+    assert_eq!(offset_of!(VcpuTimeInfo, tsc_timestamp), 8);
+    assert_eq!(offset_of!(VcpuTimeInfo, system_time), 16);
+    assert_eq!(offset_of!(VcpuTimeInfo, tsc_to_system_mul), 24);
+    assert_eq!(offset_of!(VcpuTimeInfo, tsc_shift), 28);
+    assert_eq!(offset_of!(VcpuTimeInfo, flags), 29);
+    assert_eq!(size_of::<VcpuInfo>() as u64, VCPU_INFO_SIZE);
+    assert_eq!(offset_of!(VcpuInfo, evtchn_upcall_mask) as u64, VCPU_INFO_UPCALL_MASK);
+    assert_eq!(offset_of!(VcpuInfo, evtchn_pending_sel) as u64, VCPU_INFO_PENDING_SEL);
+    assert_eq!(offset_of!(VcpuInfo, time) as u64, VCPU_INFO_TIME);
+    assert_eq!(size_of::<SharedInfo>(), 0xC40);
+    assert_eq!(offset_of!(SharedInfo, evtchn_pending) as u64, SHARED_INFO_64.evtchn_pending);
+    assert_eq!(offset_of!(SharedInfo, evtchn_mask) as u64, SHARED_INFO_64.evtchn_mask);
+    assert_eq!(offset_of!(SharedInfo, wc_version) as u64, SHARED_INFO_64.wc_version);
+    assert_eq!(offset_of!(SharedInfo, wc_sec) as u64, SHARED_INFO_64.wc_sec);
+    assert_eq!(offset_of!(SharedInfo, wc_nsec) as u64, SHARED_INFO_64.wc_nsec);
+    assert_eq!(offset_of!(SharedInfo, wc_sec_hi) as u64, SHARED_INFO_64.wc_sec_hi);
+    assert_eq!(offset_of!(SharedInfo, arch), 0xC10);
+}
+
+#[test]
+fn shared_info_compat() {
+    assert_eq!(size_of::<CompatVcpuInfo>() as u64, VCPU_INFO_SIZE);
+    assert_eq!(offset_of!(CompatVcpuInfo, evtchn_pending_sel) as u64, COMPAT_VCPU_INFO_PENDING_SEL);
+    assert_eq!(offset_of!(CompatVcpuInfo, arch_cr2), 8);
+    assert_eq!(offset_of!(CompatVcpuInfo, time) as u64, VCPU_INFO_TIME);
+    assert_eq!(offset_of!(CompatSharedInfo, evtchn_pending) as u64, SHARED_INFO_COMPAT.evtchn_pending);
+    assert_eq!(offset_of!(CompatSharedInfo, evtchn_mask) as u64, SHARED_INFO_COMPAT.evtchn_mask);
+    assert_eq!(offset_of!(CompatSharedInfo, wc_version) as u64, SHARED_INFO_COMPAT.wc_version);
+    assert_eq!(offset_of!(CompatSharedInfo, wc_sec) as u64, SHARED_INFO_COMPAT.wc_sec);
+    assert_eq!(offset_of!(CompatSharedInfo, wc_nsec) as u64, SHARED_INFO_COMPAT.wc_nsec);
+    assert_eq!(
+        (offset_of!(CompatSharedInfo, arch) + offset_of!(CompatArchSharedInfo, wc_sec_hi)) as u64,
+        SHARED_INFO_COMPAT.wc_sec_hi
+    );
+    assert_eq!(size_of::<CompatSharedInfo>(), 0x928);
+}
+
+#[test]
+fn vcpu_records() {
+    assert_eq!(size_of::<VcpuRunstateInfo>(), 48);
+    assert_eq!(offset_of!(VcpuRunstateInfo, state_entry_time), 8);
+    assert_eq!(offset_of!(VcpuRunstateInfo, time), 16);
+    assert_eq!(size_of::<CompatVcpuRunstateInfo>(), 44);
+    assert_eq!(offset_of!(CompatVcpuRunstateInfo, state_entry_time), 4);
+    assert_eq!(offset_of!(CompatVcpuRunstateInfo, time), 12);
+    assert_eq!(size_of::<VcpuRegisterVcpuInfo>(), 16);
+    assert_eq!(offset_of!(VcpuRegisterVcpuInfo, offset), 8);
+    assert_eq!(size_of::<VcpuRegisterMemoryArea>(), 8);
+}
+
+#[test]
+fn version_records() {
+    assert_eq!(size_of::<XenCompileInfo>(), 144);
+    assert_eq!(offset_of!(XenCompileInfo, compile_by), 64);
+    assert_eq!(offset_of!(XenCompileInfo, compile_domain), 80);
+    assert_eq!(offset_of!(XenCompileInfo, compile_date), 112);
+    assert_eq!(size_of::<XenFeatureInfo>(), 8);
+    assert_eq!(size_of::<XenPlatformParameters>(), 8);
+    assert_eq!(size_of::<CompatXenPlatformParameters>(), 4);
+}
+
+#[test]
+fn sched_records() {
+    assert_eq!(size_of::<SchedShutdown>(), 4);
+    assert_eq!(size_of::<SchedPoll>(), 24);
+    assert_eq!(offset_of!(SchedPoll, nr_ports), 8);
+    assert_eq!(offset_of!(SchedPoll, timeout), 16);
+    assert_eq!(size_of::<CompatSchedPoll>(), 16);
+    assert_eq!(offset_of!(CompatSchedPoll, nr_ports), 4);
+    assert_eq!(offset_of!(CompatSchedPoll, timeout), 8);
+}
+
+#[test]
+fn memory_records() {
+    assert_eq!(size_of::<XenAddToPhysmap>(), 24);
+    assert_eq!(offset_of!(XenAddToPhysmap, space), 4);
+    assert_eq!(offset_of!(XenAddToPhysmap, idx), 8);
+    assert_eq!(offset_of!(XenAddToPhysmap, gpfn), 16);
+    assert_eq!(size_of::<CompatXenAddToPhysmap>(), 16);
+    assert_eq!(offset_of!(CompatXenAddToPhysmap, idx), 8);
+    assert_eq!(offset_of!(CompatXenAddToPhysmap, gpfn), 12);
+}
+
+#[test]
+fn hvm_records() {
+    assert_eq!(size_of::<XenHvmParam>(), 16);
+    assert_eq!(offset_of!(XenHvmParam, index), 4);
+    assert_eq!(offset_of!(XenHvmParam, value), 8);
+    assert_eq!(size_of::<XenHvmEvtchnUpcallVector>(), 8);
+    assert_eq!(size_of::<XenHvmPagetableDying>(), 16);
+}
+
+#[test]
+fn pvh_start_info() {
+    assert_eq!(size_of::<HvmStartInfo>(), 56);
+    assert_eq!(offset_of!(HvmStartInfo, modlist_paddr), 16);
+    assert_eq!(offset_of!(HvmStartInfo, cmdline_paddr), 24);
+    assert_eq!(offset_of!(HvmStartInfo, rsdp_paddr), 32);
+    assert_eq!(offset_of!(HvmStartInfo, memmap_paddr), 40);
+    assert_eq!(offset_of!(HvmStartInfo, memmap_entries), 48);
+    assert_eq!(size_of::<HvmModlistEntry>(), 32);
+    assert_eq!(size_of::<HvmMemmapTableEntry>(), 24);
+    assert_eq!(offset_of!(HvmMemmapTableEntry, type_), 16);
+}
