@@ -1,0 +1,127 @@
+//! One guest's Xen state.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use vm_memory::GuestMemoryMmap;
+use xenkvm_xen_abi::hvm::HVM_NR_PARAMS;
+
+use crate::page::{AllocPageError, SharedPage};
+use crate::phys::PhysMem;
+use crate::ports::{Clock, ConsoleSink, Physmap};
+use crate::time::TimeBase;
+use crate::vcpu::VcpuState;
+
+/// Fixed properties of a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// `XENVER_version` form.
+    pub xen_version: u32,
+    /// Our domain id (QEMU's default for an emulated guest is 1).
+    pub domid: u16,
+    pub vcpus: u32,
+    /// Highest guest frame number the accelerator can map (from MAXPHYADDR).
+    pub max_gfn: u64,
+    /// `XENVER_guest_handle`: the domain's UUID.
+    pub handle: [u8; 16],
+}
+
+/// Failure to create a domain.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("Cannot allocate the shared_info page")]
+    AllocSharedInfo(#[source] AllocPageError),
+}
+
+/// Host services the domain uses.
+#[derive(Clone)]
+pub struct Ports {
+    pub clock: Arc<dyn Clock>,
+    pub console: Arc<dyn ConsoleSink>,
+    pub physmap: Arc<dyn Physmap>,
+}
+
+/// All Xen state of one guest.
+pub struct Domain {
+    pub(crate) cfg: DomainConfig,
+    pub(crate) mem: PhysMem,
+    pub(crate) shared_info: Arc<SharedPage>,
+    /// Guest frame where shared_info is mapped, once the guest asked.
+    pub(crate) shared_info_gfn: Option<u64>,
+    /// Latched 32-bit shared_info layout (Xen's `has_32bit_shinfo`).
+    pub(crate) shared_info_compat: bool,
+    pub(crate) params: [u64; HVM_NR_PARAMS as usize],
+    pub(crate) vm_assist: u64,
+    pub(crate) vcpus: Vec<VcpuState>,
+    pub(crate) time: TimeBase,
+    pub(crate) ports: Ports,
+    /// (hypercall, sub-op) pairs already reported as unknown: log once each.
+    reported: HashSet<(u64, u64)>,
+}
+
+impl Domain {
+    /// Creates the Xen state for a guest whose RAM is `ram`.
+    pub fn new(cfg: DomainConfig, ram: GuestMemoryMmap<()>, ports: Ports) -> Result<Self, DomainError> {
+        let shared_info = Arc::new(SharedPage::new().map_err(DomainError::AllocSharedInfo)?);
+        let clock = &ports.clock;
+        let time = TimeBase::new(clock.guest_tsc(), clock.tsc_khz(), clock.wall_clock_ns());
+        let vcpus = (0..cfg.vcpus).map(|_| VcpuState::default()).collect();
+        let domain = Self {
+            cfg,
+            mem: PhysMem::new(ram),
+            shared_info,
+            shared_info_gfn: None,
+            shared_info_compat: false,
+            params: [0; HVM_NR_PARAMS as usize],
+            vm_assist: 0,
+            vcpus,
+            time,
+            ports,
+            reported: HashSet::new(),
+        };
+        domain.init_shared_info();
+        Ok(domain)
+    }
+
+    pub fn config(&self) -> &DomainConfig {
+        &self.cfg
+    }
+
+    /// Sets an HVM parameter from the toolstack side (store/console pfn, evtchn).
+    pub fn set_param_host(&mut self, index: u32, value: u64) -> bool {
+        match self.params.get_mut(index as usize) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads an HVM parameter from the toolstack side.
+    pub fn param(&self, index: u32) -> Option<u64> {
+        self.params.get(index as usize).copied()
+    }
+
+    /// Current Xen system time in nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        self.time.system_ns(self.ports.clock.guest_tsc())
+    }
+
+    /// The time base (for converting deadlines to host durations).
+    pub fn time_base(&self) -> &TimeBase {
+        &self.time
+    }
+
+    /// The physical address space the core sees (RAM plus overlays).
+    pub fn phys(&self) -> &PhysMem {
+        &self.mem
+    }
+
+    /// Logs an unknown hypercall or sub-op the first time it is seen.
+    pub(crate) fn report_unknown(&mut self, nr: u64, op: u64, what: &str) {
+        if self.reported.len() < 256 && self.reported.insert((nr, op)) {
+            tracing::warn!("guest used unsupported {what} (hypercall {nr}, op {op}): -ENOSYS");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `HYPERVISOR_memory_op` (`public/memory.h`).
+
+use xenkvm_xen_abi::errno::XenErrno;
+use xenkvm_xen_abi::memory::*;
+use xenkvm_xen_abi::xen::HYPERVISOR_MEMORY_OP;
+
+use crate::domain::Domain;
+use crate::guest::GuestView;
+use crate::hypercall::HypercallRequest;
+
+impl Domain {
+    pub(crate) fn memory_op(&mut self, req: &HypercallRequest) -> Result<i64, XenErrno> {
+        let cmd = req.arg(0) & MEMOP_CMD_MASK;
+        match cmd {
+            XENMEM_ADD_TO_PHYSMAP => {
+                let view = GuestView::new(&self.mem, req.paging);
+                let xatp = if req.compat() {
+                    let c: CompatXenAddToPhysmap = view.read_obj(req.arg(1))?;
+                    XenAddToPhysmap { domid: c.domid, size: c.size, space: c.space, idx: c.idx.into(), gpfn: c.gpfn.into() }
+                } else {
+                    view.read_obj::<XenAddToPhysmap>(req.arg(1))?
+                };
+                self.add_to_physmap(&xatp)
+            }
+            _ => {
+                self.report_unknown(HYPERVISOR_MEMORY_OP, cmd, "memory_op sub-op");
+                Err(XenErrno::Enosys)
+            }
+        }
+    }
+
+    fn add_to_physmap(&mut self, xatp: &XenAddToPhysmap) -> Result<i64, XenErrno> {
+        self.check_domid(xatp.domid)?;
+        match xatp.space {
+            XENMAPSPACE_SHARED_INFO => {
+                if xatp.idx != 0 || xatp.gpfn > self.cfg.max_gfn {
+                    return Err(XenErrno::Einval);
+                }
+                self.map_shared_info(xatp.gpfn)
+            }
+            XENMAPSPACE_GRANT_TABLE | XENMAPSPACE_GMFN | XENMAPSPACE_GMFN_RANGE => {
+                self.report_unknown(HYPERVISOR_MEMORY_OP, u64::from(xatp.space) << 8 | XENMEM_ADD_TO_PHYSMAP, "add_to_physmap space");
+                Err(XenErrno::Enosys)
+            }
+            _ => Err(XenErrno::Einval),
+        }
+    }
+
+    /// Places shared_info at `gfn`: an overlay over RAM or over nothing at all.
+    fn map_shared_info(&mut self, gfn: u64) -> Result<i64, XenErrno> {
+        let old = self.shared_info_gfn;
+        if old == Some(gfn) {
+            return Ok(0);
+        }
+        self.ports.physmap.move_overlay(old, gfn, &self.shared_info).map_err(|e| {
+            tracing::warn!("{e}");
+            XenErrno::Einval
+        })?;
+        if let Some(old) = old {
+            self.mem.remove_overlay(old);
+        }
+        self.mem.set_overlay(gfn, self.shared_info.clone());
+        self.shared_info_gfn = Some(gfn);
+        Ok(0)
+    }
+
+    /// Where shared_info is mapped, if the guest mapped it.
+    pub fn shared_info_gfn(&self) -> Option<u64> {
+        self.shared_info_gfn
+    }
+}
