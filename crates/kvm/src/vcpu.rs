@@ -1,0 +1,231 @@
+//! A vCPU: set-up from the boot state and one exit at a time, decoded into calls
+//! on the VMM's [`ExitHandler`].
+
+use kvm_bindings::{kvm_segment, Msrs, kvm_msr_entry};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use xenkvm_boot::{InitialCpuState, Segment};
+use xenkvm_xen_core::hcall_page::HYPERCALL_PORT;
+use xenkvm_xen_core::hypercall::{CpuMode, HypercallRegs};
+use xenkvm_xen_core::{HypercallRequest, PagingState};
+
+use crate::{Error, Result};
+
+const MSR_IA32_TSC: u32 = 0x10;
+
+/// What the VMM does with exits. Implementations must not panic on guest data.
+pub trait ExitHandler {
+    /// `in` from `port`: fill `data`.
+    fn pio_read(&mut self, port: u16, data: &mut [u8]);
+    /// `out` to `port`.
+    fn pio_write(&mut self, port: u16, data: &[u8]);
+    /// MMIO read at `addr`: fill `data`.
+    fn mmio_read(&mut self, addr: u64, data: &mut [u8]);
+    /// MMIO write at `addr`.
+    fn mmio_write(&mut self, addr: u64, data: &[u8]);
+    /// A hypercall: return the value for rax, or `None` to stop this vCPU.
+    fn hypercall(&mut self, req: &HypercallRequest) -> Option<i64>;
+    /// A trapped `wrmsr`; `false` makes it fail (#GP).
+    fn wrmsr(&mut self, index: u32, value: u64, compat: bool) -> bool;
+}
+
+/// What one `KVM_RUN` ended with, beyond exits the handler absorbed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcpuEvent {
+    /// Handled; run again.
+    Continue,
+    /// The handler asked this vCPU to stop (guest shutdown).
+    Stop,
+    /// `hlt`. With interrupts off (`if_flag` false) nothing will wake it.
+    Halted { if_flag: bool },
+    /// Triple fault (KVM_EXIT_SHUTDOWN): a PC resets.
+    TripleFault,
+    /// A signal kicked the vCPU out of the guest.
+    Interrupted,
+    /// Anything else; the VM cannot continue.
+    Fatal(String),
+}
+
+/// One KVM vCPU.
+pub struct KvmVcpu {
+    pub id: u32,
+    fd: VcpuFd,
+}
+
+fn kvm_seg(s: &Segment) -> kvm_segment {
+    kvm_segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: u8::from(s.present),
+        dpl: s.dpl,
+        db: u8::from(s.db),
+        s: u8::from(s.s),
+        l: u8::from(s.l),
+        g: u8::from(s.g),
+        avl: 0,
+        unusable: u8::from(!s.present),
+        padding: 0,
+    }
+}
+
+impl KvmVcpu {
+    pub fn new(vm: &crate::KvmVm, id: u32) -> Result<Self> {
+        let mut fd = vm.fd.create_vcpu(u64::from(id)).map_err(|e| Error::CreateVcpu(id, e))?;
+        fd.set_sync_valid_reg(SyncReg::Register);
+        fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        Ok(Self { id, fd })
+    }
+
+    pub fn set_cpuid(&self, cpuid: &kvm_bindings::CpuId) -> Result<()> {
+        self.fd.set_cpuid2(cpuid).map_err(|e| Error::SetCpuid(self.id, e))
+    }
+
+    /// Loads the boot register state.
+    pub fn set_boot_state(&self, st: &InitialCpuState) -> Result<()> {
+        let err = |e| Error::SetRegisters(self.id, e);
+        let mut sregs = self.fd.get_sregs().map_err(err)?;
+        sregs.cs = kvm_seg(&st.cs);
+        sregs.ds = kvm_seg(&st.ds);
+        sregs.es = kvm_seg(&st.es);
+        sregs.fs = kvm_seg(&st.fs);
+        sregs.gs = kvm_seg(&st.gs);
+        sregs.ss = kvm_seg(&st.ss);
+        sregs.gdt.base = st.gdt.base;
+        sregs.gdt.limit = st.gdt.limit;
+        sregs.idt.base = st.idt.base;
+        sregs.idt.limit = st.idt.limit;
+        sregs.cr0 = st.cr0;
+        sregs.cr3 = st.cr3;
+        sregs.cr4 = st.cr4;
+        sregs.efer = st.efer;
+        self.fd.set_sregs(&sregs).map_err(err)?;
+        let mut regs = self.fd.get_regs().map_err(err)?;
+        regs.rip = st.rip;
+        regs.rsp = st.rsp;
+        regs.rbx = st.rbx;
+        regs.rsi = st.rsi;
+        regs.rflags = st.rflags;
+        self.fd.set_regs(&regs).map_err(err)
+    }
+
+    /// The guest TSC now, read through KVM.
+    pub fn guest_tsc(&self) -> Result<u64> {
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_TSC, ..Default::default() }])
+            .map_err(|_| Error::ReadTsc(kvm_ioctls::Error::new(libc::EINVAL)))?;
+        self.fd.get_msrs(&mut msrs).map_err(Error::ReadTsc)?;
+        Ok(msrs.as_slice().first().map(|e| e.data).unwrap_or(0))
+    }
+
+    /// The guest TSC frequency in kHz.
+    pub fn tsc_khz(&self) -> Result<u32> {
+        self.fd.get_tsc_khz().map_err(Error::ReadTsc)
+    }
+
+    /// The paging registers and execution mode from the last exit's sync regs.
+    fn mode_and_paging(&self) -> (CpuMode, u8, PagingState) {
+        let sr = self.fd.sync_regs();
+        let s = &sr.sregs;
+        let mode = CpuMode::detect(s.cr0, sr.regs.rflags, s.efer, s.cs.l != 0, s.cs.db != 0);
+        (mode, s.ss.dpl, PagingState { cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer })
+    }
+
+    fn hypercall_request(&self) -> HypercallRequest {
+        let r = self.fd.sync_regs().regs;
+        let regs = HypercallRegs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+        };
+        let (mode, cpl, paging) = self.mode_and_paging();
+        HypercallRequest::from_regs(self.id, &regs, mode, cpl, paging)
+    }
+
+    fn set_rax(&mut self, value: i64) {
+        self.fd.sync_regs_mut().regs.rax = value as u64;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// Makes the MSR access of the current exit fail with #GP.
+    fn fail_msr_access(&mut self) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: called only while the exit reason is KVM_EXIT_X86_WRMSR or
+        // _RDMSR, for which the kernel filled the `msr` member of the union.
+        unsafe { run.__bindgen_anon_1.msr.error = 1 };
+    }
+
+    /// Runs the vCPU until its next exit and handles that exit.
+    pub fn run_once(&mut self, h: &mut dyn ExitHandler) -> Result<VcpuEvent> {
+        let mut hypercall = false;
+        let mut wrmsr = None;
+        let event = match self.fd.run() {
+            Ok(VcpuExit::IoOut(port, data)) if port == HYPERCALL_PORT && data.len() == 4 => {
+                hypercall = true;
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::IoOut(port, data)) => {
+                h.pio_write(port, data);
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::IoIn(port, data)) => {
+                h.pio_read(port, data);
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                h.mmio_read(addr, data);
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                h.mmio_write(addr, data);
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::X86Wrmsr(exit)) => {
+                wrmsr = Some((exit.index, exit.data));
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::X86Rdmsr(exit)) => {
+                *exit.error = 1;
+                VcpuEvent::Continue
+            }
+            Ok(VcpuExit::Hlt) => VcpuEvent::Halted { if_flag: false },
+            Ok(VcpuExit::Shutdown) => VcpuEvent::TripleFault,
+            Ok(VcpuExit::Intr) => VcpuEvent::Interrupted,
+            Ok(VcpuExit::InternalError) => VcpuEvent::Fatal("KVM internal error".into()),
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                VcpuEvent::Fatal(format!("VM entry failed: reason {reason:#x} on host CPU {cpu}"))
+            }
+            Ok(other) => VcpuEvent::Fatal(format!("unhandled exit {other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => VcpuEvent::Interrupted,
+            Err(e) => return Err(Error::Run(self.id, e)),
+        };
+        if hypercall {
+            let req = self.hypercall_request();
+            return Ok(match h.hypercall(&req) {
+                Some(rax) => {
+                    self.set_rax(rax);
+                    VcpuEvent::Continue
+                }
+                None => VcpuEvent::Stop,
+            });
+        }
+        if let Some((index, value)) = wrmsr {
+            let (mode, _, _) = self.mode_and_paging();
+            if !h.wrmsr(index, value, mode != CpuMode::Long64) {
+                self.fail_msr_access();
+            }
+            return Ok(event);
+        }
+        if let VcpuEvent::Halted { .. } = event {
+            let if_flag = self.fd.sync_regs().regs.rflags & (1 << 9) != 0;
+            return Ok(VcpuEvent::Halted { if_flag });
+        }
+        Ok(event)
+    }
+}

@@ -1,0 +1,196 @@
+//! The VM: creation, the split irqchip, user-space MSR exits for the hypercall
+//! MSR, and memory slots (guest RAM plus overlay pages such as shared_info).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{kvm_enable_cap, kvm_userspace_memory_region, KVM_CAP_SPLIT_IRQCHIP, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER};
+use kvm_ioctls::{Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
+use xenkvm_xen_core::page::SharedPage;
+use xenkvm_xen_core::ports::{Physmap, PhysmapError};
+
+use crate::caps::HostCaps;
+use crate::{Error, Result};
+
+/// Pins routed by the userspace IOAPIC of the split irqchip.
+pub const IOAPIC_PINS: u64 = 24;
+
+/// One contiguous guest-physical range backed by host memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    gpa: u64,
+    size: u64,
+    host: u64,
+}
+
+/// Memory slots as KVM currently has them, and the layout they come from.
+#[derive(Debug, Default)]
+struct Slots {
+    ram: Vec<Segment>,
+    overlays: BTreeMap<u64, u64>,
+    /// slot id → segment
+    active: BTreeMap<u32, Segment>,
+}
+
+/// A KVM VM.
+pub struct KvmVm {
+    pub kvm: Kvm,
+    pub fd: Arc<VmFd>,
+    pub caps: HostCaps,
+    slots: Mutex<Slots>,
+}
+
+impl KvmVm {
+    /// Opens /dev/kvm, probes it and creates a VM with a split irqchip.
+    pub fn new() -> Result<Self> {
+        let kvm = Kvm::new().map_err(Error::OpenKvm)?;
+        let api = kvm.get_api_version();
+        if api != 12 {
+            return Err(Error::ApiVersion(api));
+        }
+        let caps = HostCaps::probe(&kvm);
+        caps.require_userspace_path()?;
+        let fd = kvm.create_vm().map_err(Error::CreateVm)?;
+        let mut cap = kvm_enable_cap { cap: KVM_CAP_SPLIT_IRQCHIP, ..Default::default() };
+        cap.args[0] = IOAPIC_PINS;
+        fd.enable_cap(&cap).map_err(Error::SplitIrqchip)?;
+        Ok(Self { kvm, fd: Arc::new(fd), caps, slots: Mutex::new(Slots::default()) })
+    }
+
+    /// Makes guest writes of MSR `index` exit to userspace (the hypercall MSR).
+    pub fn trap_msr_writes(&self, index: u32) -> Result<()> {
+        let mut cap = kvm_enable_cap { cap: KVM_CAP_X86_USER_SPACE_MSR, ..Default::default() };
+        cap.args[0] = u64::from(KVM_MSR_EXIT_REASON_FILTER);
+        self.fd.enable_cap(&cap).map_err(Error::MsrFilter)?;
+        // A 0 bit denies the access, and a denied access exits to userspace.
+        let bitmap = [0u8; 1];
+        let range = MsrFilterRange { flags: MsrFilterRangeFlags::WRITE, base: index, msr_count: 1, bitmap: &bitmap };
+        self.fd.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range]).map_err(Error::MsrFilter)
+    }
+
+    /// Registers all of `mem` as guest RAM.
+    pub fn map_ram(&self, mem: &GuestMemoryMmap<()>) -> Result<()> {
+        let mut ram = Vec::new();
+        for region in mem.iter() {
+            let host = region.get_host_address(MemoryRegionAddress(0)).map_err(|_| Error::GuestMemory)?;
+            ram.push(Segment { gpa: region.start_addr().0, size: region.len(), host: host as u64 });
+        }
+        let mut slots = self.slots.lock().map_err(|_| Error::GuestMemory)?;
+        slots.ram = ram;
+        self.apply(&mut slots)
+    }
+
+    /// Recomputes the segments (RAM split around overlays, plus the overlays)
+    /// and changes only the KVM slots that differ.
+    fn apply(&self, slots: &mut Slots) -> Result<()> {
+        let wanted = layout(&slots.ram, &slots.overlays);
+        let stale: Vec<(u32, Segment)> =
+            slots.active.iter().filter(|(_, s)| !wanted.contains(s)).map(|(id, s)| (*id, *s)).collect();
+        for (id, seg) in stale {
+            self.set_slot(id, Segment { size: 0, ..seg })?;
+            slots.active.remove(&id);
+        }
+        for seg in wanted {
+            if slots.active.values().any(|s| *s == seg) {
+                continue;
+            }
+            let id = (0u32..).find(|id| !slots.active.contains_key(id)).ok_or(Error::NoFreeSlot)?;
+            self.set_slot(id, seg)?;
+            slots.active.insert(id, seg);
+        }
+        Ok(())
+    }
+
+    fn set_slot(&self, slot: u32, seg: Segment) -> Result<()> {
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: seg.gpa,
+            memory_size: seg.size,
+            userspace_addr: seg.host,
+        };
+        // SAFETY: `seg.host` points into a mapping that outlives the VM: guest RAM
+        // (owned by the VMM for the VM's lifetime) or a SharedPage held by the Xen
+        // domain, which keeps every page it ever mapped until the VM is dropped.
+        unsafe { self.fd.set_user_memory_region(region) }
+            .map_err(|source| Error::SetMemorySlot { slot, gpa: seg.gpa, size: seg.size, source })
+    }
+}
+
+/// RAM segments with overlay pages cut out, followed by the overlay pages.
+fn layout(ram: &[Segment], overlays: &BTreeMap<u64, u64>) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for r in ram {
+        let mut start = r.gpa;
+        let end = r.gpa + r.size;
+        for &gfn in overlays.keys() {
+            let page = gfn << 12;
+            if page < start || page >= end {
+                continue;
+            }
+            if page > start {
+                out.push(Segment { gpa: start, size: page - start, host: r.host + (start - r.gpa) });
+            }
+            start = page + 4096;
+        }
+        if start < end {
+            out.push(Segment { gpa: start, size: end - start, host: r.host + (start - r.gpa) });
+        }
+    }
+    out.extend(overlays.iter().map(|(gfn, host)| Segment { gpa: gfn << 12, size: 4096, host: *host }));
+    out
+}
+
+impl Physmap for KvmVm {
+    fn move_overlay(&self, old: Option<u64>, gfn: u64, page: &SharedPage) -> std::result::Result<(), PhysmapError> {
+        let err = |reason: String| PhysmapError::MapOverlay { gfn, reason };
+        let mut slots = self.slots.lock().map_err(|_| err("slot table poisoned".into()))?;
+        let before = slots.overlays.clone();
+        if let Some(old) = old {
+            slots.overlays.remove(&old);
+        }
+        slots.overlays.insert(gfn, page.host_addr());
+        if let Err(e) = self.apply(&mut slots) {
+            // Put the previous layout back so the guest keeps working memory.
+            slots.overlays = before;
+            let _ = self.apply(&mut slots);
+            return Err(err(e.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_split_ram() {
+        let ram = [Segment { gpa: 0, size: 0x10_000, host: 0x7000_0000 }];
+        let mut ov = BTreeMap::new();
+        ov.insert(0x5, 0xAAAA_0000);
+        ov.insert(0x100, 0xBBBB_0000);
+        let l = layout(&ram, &ov);
+        assert_eq!(
+            l,
+            vec![
+                Segment { gpa: 0, size: 0x5000, host: 0x7000_0000 },
+                Segment { gpa: 0x6000, size: 0xA000, host: 0x7000_6000 },
+                Segment { gpa: 0x5000, size: 0x1000, host: 0xAAAA_0000 },
+                Segment { gpa: 0x10_0000, size: 0x1000, host: 0xBBBB_0000 },
+            ]
+        );
+    }
+
+    #[test]
+    fn overlay_at_region_edges() {
+        let ram = [Segment { gpa: 0, size: 0x3000, host: 0x1000_0000 }];
+        let mut ov = BTreeMap::new();
+        ov.insert(0, 1);
+        ov.insert(2, 2);
+        let l = layout(&ram, &ov);
+        assert_eq!(l[0], Segment { gpa: 0x1000, size: 0x1000, host: 0x1000_1000 });
+        assert_eq!(l.len(), 3);
+    }
+}
