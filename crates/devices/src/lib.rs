@@ -1,1 +1,9 @@
-//! placeholder
+//! Devices the guest reaches through port I/O, on a bus that knows nothing about
+//! KVM: the VMM routes `in`/`out` exits here.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+pub mod bus;
+pub mod serial;
+
+pub use bus::{PioBus, PioDevice};

@@ -156,9 +156,9 @@ impl KvmVcpu {
     /// Makes the MSR access of the current exit fail with #GP.
     fn fail_msr_access(&mut self) {
         let run = self.fd.get_kvm_run();
-        // SAFETY: called only while the exit reason is KVM_EXIT_X86_WRMSR or
-        // _RDMSR, for which the kernel filled the `msr` member of the union.
-        unsafe { run.__bindgen_anon_1.msr.error = 1 };
+        // Only called while the exit reason is KVM_EXIT_X86_WRMSR, for which
+        // the kernel uses the `msr` member of the union.
+        run.__bindgen_anon_1.msr.error = 1;
     }
 
     /// Runs the vCPU until its next exit and handles that exit.

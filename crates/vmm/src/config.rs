@@ -117,7 +117,7 @@ impl VmConfig {
     /// Checks every value against what the VMM can run.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mib = 1u64 << 20;
-        if self.memory_bytes < 16 * mib || self.memory_bytes > (1 << 40) || self.memory_bytes % mib != 0 {
+        if self.memory_bytes < 16 * mib || self.memory_bytes > (1 << 40) || !self.memory_bytes.is_multiple_of(mib) {
             return Err(ConfigError::MemorySize(self.memory_bytes));
         }
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {

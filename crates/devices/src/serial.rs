@@ -1,0 +1,75 @@
+//! The 16550 UART at 0x3f8, over vm-superio. Output goes to any `Write`; the
+//! interrupt line is not wired yet (the guest polls LSR).
+
+use std::io::Write;
+
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+
+use crate::bus::PioDevice;
+
+/// Base port of COM1.
+pub const COM1: u16 = 0x3f8;
+
+/// An interrupt line that goes nowhere, until the IOAPIC exists.
+pub struct NoIrq;
+
+impl Trigger for NoIrq {
+    type E = std::io::Error;
+    fn trigger(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A 16550 on the port bus.
+pub struct SerialPort<W: Write + Send> {
+    uart: Serial<NoIrq, NoEvents, W>,
+}
+
+impl<W: Write + Send> SerialPort<W> {
+    pub fn new(out: W) -> Self {
+        Self { uart: Serial::new(NoIrq, out) }
+    }
+
+    pub fn output(&self) -> &W {
+        self.uart.writer()
+    }
+}
+
+impl<W: Write + Send> PioDevice for SerialPort<W> {
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
+        let v = u8::try_from(offset).map(|o| self.uart.read(o)).unwrap_or(0xFF);
+        data.fill(0);
+        if let Some(first) = data.first_mut() {
+            *first = v;
+        }
+    }
+
+    fn write(&mut self, offset: u16, data: &[u8]) {
+        if let (Ok(o), Some(v)) = (u8::try_from(offset), data.first()) {
+            // A failed host write (closed stdout) must not stop the guest.
+            let _ = self.uart.write(o, *v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transmits_bytes_and_reports_ready() {
+        let mut s = SerialPort::new(Vec::new());
+        let mut lsr = [0u8];
+        s.read(5, &mut lsr);
+        assert_ne!(lsr[0] & 0x20, 0, "THR empty");
+        for b in b"hi\n" {
+            s.write(0, &[*b]);
+        }
+        assert_eq!(s.output(), b"hi\n");
+        let mut wide = [0xAAu8; 4];
+        s.read(5, &mut wide);
+        assert_eq!(&wide[1..], &[0, 0, 0]);
+        s.write(300, &[1]);
+    }
+}
