@@ -1,13 +1,26 @@
 //! The composition root: turns a [`VmConfig`] into a running Xen guest on KVM.
+//!
+//! [`run`] builds the VM ([`builder`]), starts one thread per vCPU ([`vcpu`]),
+//! waits for the guest to stop, and maps how it stopped to an exit status.
 
+mod builder;
 pub mod config;
+mod console;
+mod vcpu;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use config::*;
+use vcpu::{GuestEnd, Handler, RunControl};
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+use xenkvm_xen_core::ShutdownReason;
 
 /// How a guest run ended, as the binary reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
-    /// The process exit status to use (see docs/exit-status in the README).
+    /// The process exit status to use (documented in the README).
     pub exit_code: i32,
     /// One line saying why the guest stopped.
     pub message: String,
@@ -16,14 +29,129 @@ pub struct RunOutcome {
 /// A failure of the VMM itself (not of the guest).
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
-    #[error("Invalid configuration: {0}")]
+    #[error("Invalid configuration")]
     Config(#[from] ConfigError),
-    #[error("Not implemented yet")]
-    NotImplemented,
+    #[error("Cannot allocate guest memory: {0}")]
+    AllocateMemory(String),
+    #[error("Cannot read {0}")]
+    ReadFile(PathBuf, #[source] std::io::Error),
+    #[error("Cannot load the kernel")]
+    LoadKernel(#[source] xenkvm_boot::Error),
+    #[error("KVM")]
+    Kvm(#[from] xenkvm_kvm::Error),
+    #[error("Cannot create the Xen domain")]
+    CreateDomain(#[source] xenkvm_xen_core::DomainError),
+    #[error("Cannot attach a device")]
+    AttachDevice(#[from] xenkvm_devices::bus::InsertError),
+    #[error("The VM has no vCPU")]
+    NoVcpu,
+    #[error("Cannot start a vCPU thread")]
+    SpawnVcpu(#[source] std::io::Error),
+    #[error("Cannot install the vCPU kick signal handler")]
+    KickSignal(#[source] vmm_sys_util::errno::Error),
+    #[error("Internal error: {0}")]
+    Internal(String),
 }
 
-/// Builds the VM described by `cfg` and runs it until the guest shuts down.
+/// Exit statuses, one per way a guest can end.
+pub mod exit_code {
+    pub const POWEROFF: i32 = 0;
+    pub const CRASH: i32 = 2;
+    pub const WATCHDOG: i32 = 3;
+    pub const UNSUPPORTED_SHUTDOWN: i32 = 4;
+    pub const TRIPLE_FAULT: i32 = 5;
+    pub const HALTED: i32 = 6;
+    pub const TIMEOUT: i32 = 124;
+}
+
+extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Builds the VM described by `cfg` and runs it until the guest shuts down
+/// (restarting it on reboot unless `no_reboot`).
 pub fn run(cfg: VmConfig) -> Result<RunOutcome, VmmError> {
     cfg.validate()?;
-    Err(VmmError::NotImplemented)
+    register_signal_handler(SIGRTMIN(), kick).map_err(VmmError::KickSignal)?;
+    let deadline = cfg.timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let end = run_once(&cfg, left)?;
+        if matches!(end, GuestEnd::Shutdown(ShutdownReason::Reboot) | GuestEnd::TripleFault) && !cfg.no_reboot {
+            tracing::info!("guest reset ({end:?}): restarting it");
+            continue;
+        }
+        return outcome(end, cfg.timeout);
+    }
+}
+
+fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
+    use exit_code::*;
+    let (exit_code, message) = match end {
+        GuestEnd::Shutdown(ShutdownReason::Poweroff) => (POWEROFF, "guest powered off".to_string()),
+        GuestEnd::Shutdown(ShutdownReason::Reboot) => (POWEROFF, "guest rebooted; exiting (-no-reboot)".into()),
+        GuestEnd::Shutdown(ShutdownReason::Crash) => (CRASH, "guest crashed".into()),
+        GuestEnd::Shutdown(ShutdownReason::Watchdog) => (WATCHDOG, "guest watchdog fired".into()),
+        GuestEnd::Shutdown(ShutdownReason::SoftReset) => {
+            (UNSUPPORTED_SHUTDOWN, "guest asked for a soft reset, which is not supported yet".into())
+        }
+        GuestEnd::Shutdown(ShutdownReason::Other(code)) => {
+            (UNSUPPORTED_SHUTDOWN, format!("guest shut down with unknown reason code {code}"))
+        }
+        GuestEnd::TripleFault => (TRIPLE_FAULT, "guest triple-faulted; exiting (-no-reboot)".into()),
+        GuestEnd::HaltedForever(id) => {
+            (HALTED, format!("vCPU {id} halted with interrupts disabled; the guest cannot continue"))
+        }
+        GuestEnd::Timeout => {
+            let secs = timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
+            (TIMEOUT, format!("wall-clock limit of {secs} s reached; guest stopped"))
+        }
+        GuestEnd::Fatal(msg) => return Err(VmmError::Internal(msg)),
+    };
+    Ok(RunOutcome { exit_code, message })
+}
+
+/// Builds and runs the VM once, until the guest ends or `limit` passes.
+fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmError> {
+    let vm = builder::build(cfg)?;
+    let control = Arc::new(RunControl::default());
+    let mut threads = Vec::new();
+    for vcpu in vm.vcpus {
+        let handler = Handler {
+            bus: vm.bus.clone(),
+            domain: vm.domain.clone(),
+            control: control.clone(),
+            hypercall_msr: vm.hypercall_msr,
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("vcpu{}", vcpu.id))
+            .spawn(move || vcpu::run_vcpu(vcpu, handler))
+            .map_err(VmmError::SpawnVcpu)?;
+        threads.push(t);
+    }
+    let end = control.wait(limit);
+    control.finish(end.clone());
+    if !stop_threads(threads) {
+        // A vCPU may still be inside the guest: keep its memory mapped.
+        std::mem::forget(vm.ram);
+    }
+    Ok(end)
+}
+
+/// Kicks every vCPU thread out of KVM_RUN until it exits; a thread stuck in the
+/// kernel past the grace period is left behind rather than hanging the VMM.
+fn stop_threads(threads: Vec<std::thread::JoinHandle<()>>) -> bool {
+    let mut all = true;
+    let grace = Instant::now() + Duration::from_secs(2);
+    for t in threads {
+        while !t.is_finished() && Instant::now() < grace {
+            let _ = t.kill(SIGRTMIN());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            tracing::warn!("a vCPU thread did not leave KVM_RUN; abandoning it");
+            all = false;
+        }
+    }
+    all
 }

@@ -1,0 +1,119 @@
+//! Building a VM from its configuration: memory, kernel, KVM objects, Xen state
+//! and devices. Nothing runs yet.
+
+use std::fs::File;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use vm_memory::GuestMemoryMmap;
+use xenkvm_devices::bus::Sink;
+use xenkvm_devices::serial::{SerialPort, COM1};
+use xenkvm_devices::PioBus;
+use xenkvm_kvm::clock::{host_tsc, KvmClock};
+use xenkvm_kvm::{KvmVcpu, KvmVm};
+use xenkvm_xen_abi::cpuid::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
+use xenkvm_xen_core::cpuid::XenCpuidConfig;
+use xenkvm_xen_core::domain::Ports;
+use xenkvm_xen_core::{Domain, DomainConfig};
+
+use crate::console::{HypervisorConsole, LineFlushedStdout};
+use crate::{KernelSource, SerialConfig, VmConfig, VmmError};
+
+/// The domain id the guest sees; QEMU also gives an emulated Xen guest 1.
+pub const DOMID: u16 = 1;
+/// Port 0x80 (POST codes): a no-op device, also the bare exit of the benchmark.
+const POST_PORT: u16 = 0x80;
+
+/// A VM ready to run.
+pub struct BuiltVm {
+    pub vcpus: Vec<KvmVcpu>,
+    pub domain: Arc<Mutex<Domain>>,
+    pub bus: PioBus,
+    /// Guest RAM; kept here so it outlives the vCPUs that map it.
+    pub ram: GuestMemoryMmap<()>,
+    pub hypercall_msr: u32,
+}
+
+fn guest_ram(cfg: &VmConfig) -> Result<GuestMemoryMmap<()>, VmmError> {
+    let ranges: Vec<_> =
+        xenkvm_boot::ram_regions(cfg.memory_bytes).into_iter().map(|(a, s)| (a, s as usize)).collect();
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| VmmError::AllocateMemory(e.to_string()))
+}
+
+fn load_kernel(cfg: &VmConfig, ram: &GuestMemoryMmap<()>) -> Result<xenkvm_boot::BootSetup, VmmError> {
+    let initrd = match &cfg.initrd {
+        Some(p) => Some(std::fs::read(p).map_err(|e| VmmError::ReadFile(p.clone(), e))?),
+        None => None,
+    };
+    let initrd = initrd.as_deref();
+    match &cfg.kernel {
+        KernelSource::Embedded(image) => {
+            xenkvm_boot::load(ram, cfg.memory_bytes, &mut Cursor::new(*image), initrd, &cfg.cmdline)
+        }
+        KernelSource::File(path) => {
+            let mut f = File::open(path).map_err(|e| VmmError::ReadFile(path.clone(), e))?;
+            xenkvm_boot::load(ram, cfg.memory_bytes, &mut f, initrd, &cfg.cmdline)
+        }
+    }
+    .map_err(VmmError::LoadKernel)
+}
+
+/// The guest's physical-address width, from the host's CPUID leaf 0x80000008.
+fn max_gfn() -> u64 {
+    let bits = std::arch::x86_64::__cpuid(0x8000_0008).eax & 0xFF;
+    let bits = if (32..=52).contains(&bits) { bits } else { 36 };
+    (1u64 << (bits - 12)) - 1
+}
+
+/// Creates everything `cfg` describes.
+pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
+    let ram = guest_ram(cfg)?;
+    let kvm = Arc::new(KvmVm::new()?);
+    tracing::info!("host KVM: {}", kvm.caps);
+    kvm.map_ram(&ram)?;
+    let hypercall_msr = XEN_HYPERCALL_MSR;
+    kvm.trap_msr_writes(hypercall_msr)?;
+    let boot = load_kernel(cfg, &ram)?;
+
+    let mut vcpus = Vec::new();
+    for id in 0..cfg.vcpus {
+        vcpus.push(KvmVcpu::new(&kvm, id)?);
+    }
+    let bsp = vcpus.first().ok_or(VmmError::NoVcpu)?;
+    let clock = KvmClock { offset: bsp.guest_tsc()?.wrapping_sub(host_tsc()), khz: bsp.tsc_khz()? };
+    let base = xenkvm_kvm::cpuid::base_cpuid(&kvm.kvm)?;
+    let xen_cpuid = XenCpuidConfig {
+        xen_version: cfg.accel.xen_version,
+        base: XEN_CPUID_BASE,
+        xen_vapic: cfg.cpu.xen_vapic,
+        tsc_khz: clock.khz,
+    };
+    for v in &vcpus {
+        v.set_cpuid(&xenkvm_kvm::cpuid::vcpu_cpuid(&base, &xen_cpuid, v.id)?)?;
+    }
+    bsp.set_boot_state(&boot.cpu)?;
+
+    let dcfg = DomainConfig {
+        xen_version: cfg.accel.xen_version,
+        domid: DOMID,
+        vcpus: cfg.vcpus,
+        max_gfn: max_gfn(),
+        handle: *b"xenkvm-domain-01",
+    };
+    let ports = Ports {
+        clock: Arc::new(clock),
+        console: Arc::new(HypervisorConsole::new(DOMID)),
+        physmap: kvm.clone(),
+    };
+    let domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus: devices(cfg)?, ram, hypercall_msr })
+}
+
+fn devices(cfg: &VmConfig) -> Result<PioBus, VmmError> {
+    let mut bus = PioBus::new();
+    if cfg.serial == SerialConfig::Stdio {
+        bus.insert(COM1, 8, Arc::new(Mutex::new(SerialPort::new(LineFlushedStdout))))?;
+    }
+    bus.insert(POST_PORT, 1, Arc::new(Mutex::new(Sink)))?;
+    Ok(bus)
+}

@@ -1,0 +1,176 @@
+//! The vCPU threads: each runs its vCPU until the guest stops, handing exits to
+//! devices and hypercalls to the Xen domain.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use xenkvm_devices::PioBus;
+use xenkvm_kvm::{ExitHandler, KvmVcpu, VcpuEvent};
+use xenkvm_xen_core::{Domain, HypercallRequest, Outcome, ShutdownReason, Wait};
+
+/// Why the guest stopped running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestEnd {
+    Shutdown(ShutdownReason),
+    TripleFault,
+    /// `hlt` with interrupts disabled: nothing can wake the vCPU.
+    HaltedForever(u32),
+    Timeout,
+    Fatal(String),
+}
+
+/// State the vCPU threads and the main thread share.
+#[derive(Default)]
+pub struct RunControl {
+    stop: AtomicBool,
+    end: Mutex<Option<GuestEnd>>,
+    changed: Condvar,
+}
+
+impl RunControl {
+    /// Records how the guest ended (the first report wins) and stops all vCPUs.
+    pub fn finish(&self, end: GuestEnd) {
+        if let Ok(mut slot) = self.end.lock() {
+            slot.get_or_insert(end);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the guest ends or `limit` passes.
+    pub fn wait(&self, limit: Option<Duration>) -> GuestEnd {
+        let deadline = limit.map(|l| std::time::Instant::now() + l);
+        let Ok(mut slot) = self.end.lock() else { return GuestEnd::Fatal("run state poisoned".into()) };
+        loop {
+            if let Some(end) = slot.clone() {
+                return end;
+            }
+            let step = match deadline {
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(left) => left,
+                    None => return GuestEnd::Timeout,
+                },
+                None => Duration::from_secs(3600),
+            };
+            slot = match self.changed.wait_timeout(slot, step) {
+                Ok((s, _)) => s,
+                Err(_) => return GuestEnd::Fatal("run state poisoned".into()),
+            };
+        }
+    }
+}
+
+/// Longest sleep between checks while a vCPU waits in SCHEDOP_block/poll.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
+
+/// What a vCPU thread needs to handle its exits.
+pub struct Handler {
+    pub bus: PioBus,
+    pub domain: Arc<Mutex<Domain>>,
+    pub control: Arc<RunControl>,
+    pub hypercall_msr: u32,
+}
+
+impl Handler {
+    fn domain(&self) -> Option<std::sync::MutexGuard<'_, Domain>> {
+        match self.domain.lock() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.control.finish(GuestEnd::Fatal("Xen state lock poisoned".into()));
+                None
+            }
+        }
+    }
+
+    /// Blocks the calling vCPU (without holding the domain lock) until the wait
+    /// is over, then completes the hypercall.
+    fn wait(&mut self, req: &HypercallRequest, wait: &Wait) -> Option<i64> {
+        loop {
+            if self.control.stopping() {
+                return None;
+            }
+            let d = self.domain()?;
+            if d.wait_done(req.vcpu, wait) {
+                break;
+            }
+            let left = wait.deadline_ns.map(|dl| Duration::from_nanos(dl.saturating_sub(d.now_ns())));
+            drop(d);
+            std::thread::sleep(left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE)));
+        }
+        Some(self.domain()?.end_wait(req.vcpu, req.paging))
+    }
+}
+
+impl ExitHandler for Handler {
+    fn pio_read(&mut self, port: u16, data: &mut [u8]) {
+        self.bus.read(port, data);
+    }
+
+    fn pio_write(&mut self, port: u16, data: &[u8]) {
+        if !self.bus.write(port, data) {
+            tracing::debug!("write to unclaimed port {port:#x}");
+        }
+    }
+
+    fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        tracing::debug!("read from unclaimed MMIO {addr:#x}");
+        data.fill(0xFF);
+    }
+
+    fn mmio_write(&mut self, addr: u64, _data: &[u8]) {
+        tracing::debug!("write to unclaimed MMIO {addr:#x}");
+    }
+
+    fn hypercall(&mut self, req: &HypercallRequest) -> Option<i64> {
+        let outcome = self.domain()?.hypercall(req);
+        match outcome {
+            Outcome::Return(v) => Some(v),
+            Outcome::Wait(w) => self.wait(req, &w),
+            Outcome::Shutdown(r) => {
+                self.control.finish(GuestEnd::Shutdown(r));
+                None
+            }
+        }
+    }
+
+    fn wrmsr(&mut self, index: u32, value: u64, compat: bool) -> bool {
+        if index != self.hypercall_msr {
+            return false;
+        }
+        let Some(mut d) = self.domain() else { return false };
+        match d.write_hypercall_page(value, compat) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("guest hypercall MSR write {value:#x} refused: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// The body of a vCPU thread.
+pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
+    if let Ok(mut d) = handler.domain.lock() {
+        d.vcpu_started(vcpu.id);
+    }
+    let control = handler.control.clone();
+    while !control.stopping() {
+        let event = match vcpu.run_once(&mut handler) {
+            Ok(e) => e,
+            Err(e) => VcpuEvent::Fatal(e.to_string()),
+        };
+        match event {
+            VcpuEvent::Continue | VcpuEvent::Interrupted | VcpuEvent::Stop => {}
+            VcpuEvent::Halted { if_flag: false } => control.finish(GuestEnd::HaltedForever(vcpu.id)),
+            // Nothing delivers interrupts yet: treat a halt as a pause and retry.
+            VcpuEvent::Halted { if_flag: true } => std::thread::sleep(Duration::from_millis(1)),
+            VcpuEvent::TripleFault => control.finish(GuestEnd::TripleFault),
+            VcpuEvent::Fatal(msg) => control.finish(GuestEnd::Fatal(format!("vCPU {}: {msg}", vcpu.id))),
+        }
+    }
+}
