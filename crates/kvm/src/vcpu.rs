@@ -153,6 +153,20 @@ impl KvmVcpu {
         self.fd.set_sync_dirty_reg(SyncReg::Register);
     }
 
+    /// Describes a KVM_EXIT_INTERNAL_ERROR with its sub-error and data words.
+    fn internal_error(&mut self) -> String {
+        let sr = self.fd.sync_regs();
+        let rip = sr.regs.rip;
+        let ctx = format!("rsp {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}", sr.regs.rsp, sr.sregs.cr0, sr.sregs.cr3, sr.sregs.cr4, sr.sregs.efer);
+        let run = self.fd.get_kvm_run();
+        // SAFETY: called right after KVM_RUN returned KVM_EXIT_INTERNAL_ERROR,
+        // for which the kernel filled the `internal` member of the union.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        let data: Vec<String> = internal.data.iter().take(n).map(|d| format!("{d:#x}")).collect();
+        format!("KVM internal error: suberror {} at rip {rip:#x}, data [{}], {ctx}", internal.suberror, data.join(", "))
+    }
+
     /// Makes the MSR access of the current exit fail with #GP.
     fn fail_msr_access(&mut self) {
         let run = self.fd.get_kvm_run();
@@ -197,7 +211,7 @@ impl KvmVcpu {
             Ok(VcpuExit::Hlt) => VcpuEvent::Halted { if_flag: false },
             Ok(VcpuExit::Shutdown) => VcpuEvent::TripleFault,
             Ok(VcpuExit::Intr) => VcpuEvent::Interrupted,
-            Ok(VcpuExit::InternalError) => VcpuEvent::Fatal("KVM internal error".into()),
+            Ok(VcpuExit::InternalError) => VcpuEvent::Fatal(String::new()),
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
                 VcpuEvent::Fatal(format!("VM entry failed: reason {reason:#x} on host CPU {cpu}"))
             }
@@ -214,6 +228,9 @@ impl KvmVcpu {
                 }
                 None => VcpuEvent::Stop,
             });
+        }
+        if event == VcpuEvent::Fatal(String::new()) {
+            return Ok(VcpuEvent::Fatal(self.internal_error()));
         }
         if let Some((index, value)) = wrmsr {
             let (mode, _, _) = self.mode_and_paging();
