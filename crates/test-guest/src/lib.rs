@@ -1,1 +1,34 @@
-//! placeholder
+//! The xenkvm test guest, embedded as an ELF image.
+//!
+//! [`IMAGE`] is a static, freestanding x86-64 ELF built by `build.rs` from
+//! `guest/` at the workspace root. It is a PVH kernel: linked at physical
+//! 1 MiB, with a `XEN_ELFNOTE_PHYS32_ENTRY` note (name "Xen", type 18) in its
+//! single `PT_NOTE` segment giving the 32-bit entry point. Load it like any PVH
+//! kernel (e.g. linux-loader's ELF loader) and start it with `ebx` pointing at
+//! an `hvm_start_info`.
+//!
+//! # What it does
+//!
+//! It finds Xen through CPUID, installs the hypercall page and exercises the
+//! hypercall interface (xen_version, console_io, memory_op, hvm_op, vcpu_op,
+//! vm_assist, sched_op), printing on the 16550 UART at port 0x3f8 one line per
+//! check:
+//!
+//! ```text
+//! ok <n> - <area>: <what>
+//! FAIL <n> - <area>: <what>: <details>
+//! ```
+//!
+//! interleaved with informational `# ...` lines, and ends with
+//! `guest selftest: N passed, M failed` followed by `SCHEDOP_shutdown`
+//! (poweroff if nothing failed, crash otherwise). A panic prints a line
+//! starting with `PANIC` and shuts down with reason crash. Without a usable
+//! hypercall page the guest stops with `hlt` (interrupts off).
+//!
+//! With `bench=hypercall` on the command line (optionally `iters=N`, default
+//! 200000) it instead prints exactly one line,
+//! `bench hypercall: iters=N bare_ns=<total ns> hcall_ns=<total ns>`, and
+//! powers off.
+
+/// The test guest ELF image.
+pub static IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xenkvm-test-guest.elf"));
