@@ -169,6 +169,8 @@ pub struct SchedPoll {
 pub const VCPU_INFO_SIZE: usize = 64;
 /// `vcpu_info.evtchn_upcall_pending`.
 pub const VCPU_INFO_UPCALL_PENDING: usize = 0;
+/// `vcpu_info.evtchn_pending_sel` (64-bit ABI).
+pub const VCPU_INFO_PENDING_SEL: usize = 8;
 /// `vcpu_info.time` (a `vcpu_time_info`, 32 bytes).
 pub const VCPU_INFO_TIME: usize = 32;
 /// `shared_info.evtchn_pending[0]`.

@@ -19,6 +19,7 @@ pub trait Emit {
 }
 
 impl Emit for str {
+    #[inline(never)]
     fn emit(&self) {
         write_bytes(self.as_bytes());
     }
@@ -37,6 +38,7 @@ impl Emit for bool {
 }
 
 /// Writes `value` in decimal.
+#[inline(never)]
 pub fn emit_u64(mut value: u64) {
     let mut digits = [0u8; 20];
     let mut n = digits.len();
@@ -52,6 +54,7 @@ pub fn emit_u64(mut value: u64) {
 }
 
 /// Writes `value` in decimal, with a `-` if negative.
+#[inline(never)]
 pub fn emit_i64(value: i64) {
     if value < 0 {
         write_byte(b'-');
@@ -92,6 +95,7 @@ pub fn hex<T: Into<u64>>(value: T) -> Hex {
 }
 
 impl Emit for Hex {
+    #[inline(never)]
     fn emit(&self) {
         write_bytes(b"0x");
         let mut started = false;
@@ -111,6 +115,7 @@ impl Emit for Hex {
 pub struct CStr<'a>(pub &'a [u8]);
 
 impl Emit for CStr<'_> {
+    #[inline(never)]
     fn emit(&self) {
         for &b in self.0.iter().take_while(|&&b| b != 0) {
             write_byte(if (0x20..0x7f).contains(&b) { b } else { b'.' });

@@ -31,6 +31,7 @@ pub fn inb(port: u16) -> u8 {
 }
 
 /// Sends one byte to COM1.
+#[inline(never)]
 pub fn write_byte(byte: u8) {
     let mut polls = 0;
     while inb(LSR) & LSR_THRE == 0 && polls < MAX_POLLS {

@@ -90,6 +90,15 @@ pub unsafe fn write8(addr: u64, value: u8) {
     unsafe { (addr as *mut u8).write_volatile(value) }
 }
 
+/// Volatile store of an aligned `u64`.
+///
+/// # Safety
+/// As for [`write8`]; `addr` 8-byte aligned.
+pub unsafe fn write64(addr: u64, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { (addr as *mut u64).write_volatile(value) }
+}
+
 /// Fills `len` bytes at `addr` with `value` (volatile).
 ///
 /// # Safety

@@ -30,5 +30,25 @@
 //! `bench hypercall: iters=N bare_ns=<total ns> hcall_ns=<total ns>`, and
 //! powers off.
 
+//!
+//! # What the VMM must provide
+//!
+//! - PVH entry state (32-bit protected mode, paging off, `ebx` = physical
+//!   address of `hvm_start_info`); boot data (start info, command line, memory
+//!   map) outside the image's range, `[0x100000, kernel_end)`, since the guest
+//!   zeroes its `.bss` there. A few MiB of RAM are enough.
+//! - A 16550 at 0x3f8 whose LSR (0x3fd) reports bit 5 (THR empty), and port
+//!   0x80 as a no-op (benchmark).
+//! - Xen CPUID leaves at 0x40000000 (base+2: eax = 1 page, ebx = MSR), the
+//!   hypercall MSR write trapped to userspace, and stubs that preserve every
+//!   register but rax, rcx, r11 and the argument registers.
+//! - A frame outside RAM, gpfn 0xF0000 (0xF000_0000), that can hold shared_info.
+//! - No injected interrupts or exceptions (the guest has no IDT), and HLT with
+//!   interrupts off treated as a stop (the guest only halts when it has no
+//!   hypercall page, or if SCHEDOP_shutdown returns).
+//!
+//! The guest contains no x87/SSE code on any path it executes (see
+//! `build.rs`): the build hosts' KVM emulates this guest and cannot run it.
+
 /// The test guest ELF image.
 pub static IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xenkvm-test-guest.elf"));

@@ -11,7 +11,7 @@ use crate::abi::*;
 use crate::entry::UNMAPPED_VA;
 use crate::hypercall::{sched_op, va};
 use crate::pvclock;
-use crate::shared::{runstate, shared_info, vcpu_info, write8};
+use crate::shared::{runstate, shared_info, vcpu_info, write64, write8};
 
 /// Poll timeout of the blocking poll.
 const POLL_NS: u64 = 2_000_000;
@@ -37,8 +37,23 @@ fn now_or_fail(r: &mut Report, name: &str) -> Option<u64> {
     now
 }
 
+/// Acknowledges any pending upcall in vCPU 0's `vcpu_info`, as an event
+/// handler would: Xen marks one pending when a vcpu_info is registered, and a
+/// pending upcall makes SCHEDOP_block and SCHEDOP_poll return at once.
+fn clear_upcall() {
+    if let Some(vi) = vcpu_info() {
+        // SAFETY: vi is the registered vcpu_info (or shared_info's slot 0);
+        // the guest owns evtchn_upcall_pending and evtchn_pending_sel.
+        unsafe {
+            write8(vi + VCPU_INFO_UPCALL_PENDING as u64, 0);
+            write64(vi + VCPU_INFO_PENDING_SEL as u64, 0);
+        }
+    }
+}
+
 pub fn run(r: &mut Report) {
     r.section("sched_op");
+    clear_upcall();
     let rc = sched_op(SCHEDOP_YIELD, 0);
     r.rc("sched_op: yield", rc, 0);
 
@@ -78,8 +93,7 @@ fn block_with_pending_event(r: &mut Report) {
     // evtchn_upcall_pending is its first byte and the guest may set it.
     unsafe { write8(vi + VCPU_INFO_UPCALL_PENDING as u64, 1) };
     let rc = sched_op(SCHEDOP_BLOCK, 0);
-    // SAFETY: as above.
-    unsafe { write8(vi + VCPU_INFO_UPCALL_PENDING as u64, 0) };
+    clear_upcall();
     let elapsed = pvclock::now_ns().unwrap_or(u64::MAX).wrapping_sub(start);
     r.check(
         NAME,
@@ -92,6 +106,7 @@ fn block_with_pending_event(r: &mut Report) {
 /// accounts the sleep as blocked time.
 fn poll_timeout(r: &mut Report) {
     const NAME: &str = "sched_op: poll with no ports sleeps until the timeout";
+    clear_upcall();
     let Some(start) = now_or_fail(r, NAME) else { return };
     // SAFETY: runstate() is the area the hypervisor accepted.
     let before = runstate().map(|a| unsafe { Runstate::read(a) });
