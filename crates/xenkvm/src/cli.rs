@@ -16,9 +16,8 @@ use crate::error::CliError;
 use crate::options;
 
 /// The embedded test guest.
-// TODO(test-guest): use `xenkvm_test_guest::IMAGE` once the test-guest crate exports it.
-pub const EMBEDDED_IMAGE: &[u8] = EMPTY;
-const EMPTY: &[u8] = &[];
+/// The built-in test guest, booted when no `-kernel` is given.
+pub const EMBEDDED_IMAGE: &[u8] = xenkvm_test_guest::IMAGE;
 
 /// The options xenkvm understands. Help texts show the QEMU spelling.
 #[derive(Debug, Parser)]
