@@ -70,6 +70,12 @@ fn bench(name: &str) -> Result<()> {
     println!("  bare port-I/O exit round trip : {:8.0} ns", per(bare));
     println!("  xen_version(XENVER_version)   : {:8.0} ns", per(hcall));
     println!("  ratio hypercall / bare exit   : {ratio:.3} (goal <= 1.10: {})", if ratio <= 1.10 { "met" } else { "missed" });
+    let no_exit = stdout.lines().find(|l| l.starts_with("bench hypercall:")).and_then(|l| {
+        l.split_whitespace().find_map(|w| w.strip_prefix("stub_no_exit_ns=")?.parse::<u64>().ok())
+    });
+    if let Some(ns) = no_exit {
+        println!("  stub instructions, no exit    : {:8.0} ns (guest instruction cost on this host)", per(ns));
+    }
     Ok(())
 }
 
