@@ -10,9 +10,11 @@
 //! Output is exactly one line:
 //!
 //! ```text
-//! bench hypercall: iters=N bare_ns=<total ns> hcall_ns=<total ns> stub_no_exit_ns=<total ns>
+//! bench hypercall: iters=N bare_ns=<total ns> hcall_ns=<total ns> stub_no_exit_ns=<total ns> stub_exit_ns=<total ns>
 //! ```
 //!
+//! (d) `stub_exit_ns` calls a stub of the hypercall stub's exact shape that
+//! exits to the no-op port: (b) / (d) is the cost of Xen dispatch alone.
 //! (c) `stub_no_exit_ns` times the stub's own instructions with no exit, to show
 //! how much of (b) - (a) the host spends on guest instructions rather than on
 //! the VMM.
@@ -53,6 +55,41 @@ extern "C" fn stub_shape(nr: u64) -> i64 {
     r
 }
 
+// The hypercall stub's exact shape, exiting to the VMM's no-op port instead of
+// the hypercall port: what a hypercall costs before Xen dispatch.
+core::arch::global_asm!(
+    ".pushsection .text.bench_null_stub, \"ax\"",
+    ".global bench_null_stub",
+    "bench_null_stub:",
+    "mov eax, 17",
+    "out 0x80, eax",
+    "ret",
+    ".popsection",
+);
+
+extern "C" {
+    fn bench_null_stub();
+}
+
+fn stub_exit() {
+    // SAFETY: the stub only writes eax and does a no-op port write; the call
+    // follows the same register contract as a hypercall.
+    unsafe {
+        asm!(
+            "call {target}",
+            target = in(reg) bench_null_stub as usize,
+            inout("rdi") XENVER_VERSION => _,
+            inout("rsi") 0u64 => _,
+            inout("rdx") 0u64 => _,
+            inout("r10") 0u64 => _,
+            inout("r8") 0u64 => _,
+            lateout("rax") _,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+}
+
 fn no_exit() {
     core::hint::black_box(stub_shape(core::hint::black_box(XENVER_VERSION)));
 }
@@ -83,17 +120,20 @@ pub fn run(iters: u64) -> Result<(), &'static str> {
 
     let per_round = iters / ROUNDS;
     time_loop(WARMUP, no_exit);
-    let (mut bare, mut hcall, mut insns) = (0u64, 0u64, 0u64);
+    time_loop(WARMUP, stub_exit);
+    let (mut bare, mut hcall, mut insns, mut stub) = (0u64, 0u64, 0u64, 0u64);
     for round in 0..ROUNDS {
         let n = if round == ROUNDS - 1 { iters - per_round * (ROUNDS - 1) } else { per_round };
         bare = bare.wrapping_add(time_loop(n, bare_exit));
         hcall = hcall.wrapping_add(time_loop(n, hypercall));
         insns = insns.wrapping_add(time_loop(n, no_exit));
+        stub = stub.wrapping_add(time_loop(n, stub_exit));
     }
 
     println!(
         "bench hypercall: iters=", iters, " bare_ns=", clock.tsc_delta_to_ns(bare), " hcall_ns=",
-        clock.tsc_delta_to_ns(hcall), " stub_no_exit_ns=", clock.tsc_delta_to_ns(insns)
+        clock.tsc_delta_to_ns(hcall), " stub_no_exit_ns=", clock.tsc_delta_to_ns(insns),
+        " stub_exit_ns=", clock.tsc_delta_to_ns(stub)
     );
     Ok(())
 }
