@@ -77,7 +77,7 @@ fn stub_exit() {
     unsafe {
         asm!(
             "call {target}",
-            target = in(reg) bench_null_stub as usize,
+            target = in(reg) bench_null_stub as *const () as usize,
             inout("rdi") XENVER_VERSION => _,
             inout("rsi") 0u64 => _,
             inout("rdx") 0u64 => _,

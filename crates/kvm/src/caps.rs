@@ -38,16 +38,21 @@ impl HostCaps {
         self.xen_hvm & XEN_HVM_CONFIG_INTERCEPT_HCALL != 0
     }
 
-    /// Checks what the userspace hypercall path needs.
-    pub fn require_userspace_path(&self) -> crate::Result<()> {
+    /// Checks what every VM needs: synced registers and the split irqchip.
+    pub fn require_basics(&self) -> crate::Result<()> {
         if self.sync_regs & SYNC_REGS_NEEDED != SYNC_REGS_NEEDED {
             return Err(crate::Error::MissingCapability("KVM_CAP_SYNC_REGS (regs and sregs)"));
         }
-        if !self.user_space_msr || !self.msr_filter {
-            return Err(crate::Error::MissingCapability("KVM_CAP_X86_USER_SPACE_MSR and KVM_CAP_X86_MSR_FILTER"));
-        }
         if !self.split_irqchip {
             return Err(crate::Error::MissingCapability("KVM_CAP_SPLIT_IRQCHIP"));
+        }
+        Ok(())
+    }
+
+    /// Checks what the userspace hypercall path needs beyond the basics.
+    pub fn require_userspace_path(&self) -> crate::Result<()> {
+        if !self.user_space_msr || !self.msr_filter {
+            return Err(crate::Error::MissingCapability("KVM_CAP_X86_USER_SPACE_MSR and KVM_CAP_X86_MSR_FILTER"));
         }
         Ok(())
     }

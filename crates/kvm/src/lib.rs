@@ -13,6 +13,7 @@ pub mod clock;
 pub mod cpuid;
 pub mod vcpu;
 pub mod vm;
+pub mod xen;
 
 pub use caps::HostCaps;
 pub use vcpu::{ExitHandler, KvmVcpu, VcpuEvent};
@@ -31,6 +32,8 @@ pub enum Error {
     CreateVm(#[source] kvm_ioctls::Error),
     #[error("Cannot enable the split irqchip")]
     SplitIrqchip(#[source] kvm_ioctls::Error),
+    #[error("Cannot enable the kernel's Xen hypercall interception")]
+    XenHvmConfig(#[source] kvm_ioctls::Error),
     #[error("Cannot set up user-space MSR exits")]
     MsrFilter(#[source] kvm_ioctls::Error),
     #[error("Cannot set memory slot {slot} at {gpa:#x} ({size:#x} bytes)")]

@@ -1,11 +1,11 @@
 //! A vCPU: set-up from the boot state and one exit at a time, decoded into calls
 //! on the VMM's [`ExitHandler`].
 
-use kvm_bindings::{kvm_segment, Msrs, kvm_msr_entry};
+use kvm_bindings::{kvm_msr_entry, kvm_segment, Msrs, KVM_EXIT_XEN, KVM_EXIT_XEN_HCALL};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use xenkvm_boot::{InitialCpuState, Segment};
 use xenkvm_xen_core::hcall_page::HYPERCALL_PORT;
-use xenkvm_xen_core::hypercall::{CpuMode, HypercallRegs};
+use xenkvm_xen_core::hypercall::{Abi, CpuMode, HypercallRegs};
 use xenkvm_xen_core::{HypercallRequest, PagingState};
 
 use crate::{Error, Result};
@@ -153,6 +153,36 @@ impl KvmVcpu {
         self.fd.set_sync_dirty_reg(SyncReg::Register);
     }
 
+    /// Handles KVM_EXIT_XEN: the kernel decoded the hypercall (number, the six
+    /// arguments in the caller's convention, mode and CPL); we run it and leave
+    /// the result where KVM puts it into rax on the next KVM_RUN.
+    fn xen_exit(&mut self, h: &mut dyn ExitHandler) -> VcpuEvent {
+        // SAFETY: the exit reason is KVM_EXIT_XEN, for which the kernel filled
+        // the `xen` member of the kvm_run union.
+        let xen = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.xen };
+        if xen.type_ != KVM_EXIT_XEN_HCALL {
+            return VcpuEvent::Fatal(format!("unknown KVM_EXIT_XEN type {}", xen.type_));
+        }
+        // SAFETY: type HCALL selects the `hcall` member.
+        let hc = unsafe { xen.u.hcall };
+        let (_, _, paging) = self.mode_and_paging();
+        let long = hc.longmode != 0;
+        let req = HypercallRequest {
+            vcpu: self.id,
+            nr: if long { hc.input } else { hc.input & 0xFFFF_FFFF },
+            args: hc.params,
+            abi: if long { Abi::Native64 } else { Abi::Compat32 },
+            cpl: u8::try_from(hc.cpl).unwrap_or(3),
+            vm86: false,
+            paging,
+        };
+        let Some(result) = h.hypercall(&req) else { return VcpuEvent::Stop };
+        let run = self.fd.get_kvm_run();
+        // Writing a union member is safe; KVM reads it back for this exit.
+        run.__bindgen_anon_1.xen.u.hcall.result = result as u64;
+        VcpuEvent::Continue
+    }
+
     /// Describes a KVM_EXIT_INTERNAL_ERROR with its sub-error and data words.
     fn internal_error(&mut self) -> String {
         let sr = self.fd.sync_regs();
@@ -208,6 +238,7 @@ impl KvmVcpu {
                 *exit.error = 1;
                 VcpuEvent::Continue
             }
+            Ok(VcpuExit::Unsupported(KVM_EXIT_XEN)) => return Ok(self.xen_exit(h)),
             Ok(VcpuExit::Hlt) => VcpuEvent::Halted { if_flag: false },
             Ok(VcpuExit::Shutdown) => VcpuEvent::TripleFault,
             Ok(VcpuExit::Intr) => VcpuEvent::Interrupted,

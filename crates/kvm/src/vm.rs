@@ -50,7 +50,7 @@ impl KvmVm {
             return Err(Error::ApiVersion(api));
         }
         let caps = HostCaps::probe(&kvm);
-        caps.require_userspace_path()?;
+        caps.require_basics()?;
         let fd = kvm.create_vm().map_err(Error::CreateVm)?;
         let mut cap = kvm_enable_cap { cap: KVM_CAP_SPLIT_IRQCHIP, ..Default::default() };
         cap.args[0] = IOAPIC_PINS;
@@ -60,6 +60,7 @@ impl KvmVm {
 
     /// Makes guest writes of MSR `index` exit to userspace (the hypercall MSR).
     pub fn trap_msr_writes(&self, index: u32) -> Result<()> {
+        self.caps.require_userspace_path()?;
         let mut cap = kvm_enable_cap { cap: KVM_CAP_X86_USER_SPACE_MSR, ..Default::default() };
         cap.args[0] = u64::from(KVM_MSR_EXIT_REASON_FILTER);
         self.fd.enable_cap(&cap).map_err(Error::MsrFilter)?;

@@ -17,7 +17,7 @@ use xenkvm_xen_core::domain::Ports;
 use xenkvm_xen_core::{Domain, DomainConfig};
 
 use crate::console::{HypervisorConsole, LineFlushedStdout};
-use crate::{KernelSource, SerialConfig, VmConfig, VmmError};
+use crate::{HypercallPath, KernelSource, SerialConfig, VmConfig, VmmError};
 
 /// The domain id the guest sees; QEMU also gives an emulated Xen guest 1.
 pub const DOMID: u16 = 1;
@@ -72,7 +72,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     tracing::info!("host KVM: {}", kvm.caps);
     kvm.map_ram(&ram)?;
     let hypercall_msr = XEN_HYPERCALL_MSR;
-    kvm.trap_msr_writes(hypercall_msr)?;
+    setup_hypercalls(cfg, &kvm, hypercall_msr)?;
     let boot = load_kernel(cfg, &ram)?;
 
     let mut vcpus = Vec::new();
@@ -107,6 +107,28 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     };
     let domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
     Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus: devices(cfg)?, ram, hypercall_msr })
+}
+
+/// Picks the hypercall transport: the kernel's interception where the host has
+/// it (it also installs the hypercall page), else trapped MSR writes and our
+/// own port-I/O hypercall page.
+fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<(), VmmError> {
+    let kernel = match cfg.accel.hypercalls {
+        HypercallPath::Auto => kvm.caps.kernel_xen_hypercalls(),
+        HypercallPath::Kernel if !kvm.caps.kernel_xen_hypercalls() => {
+            return Err(VmmError::Kvm(xenkvm_kvm::Error::MissingCapability("KVM_CAP_XEN_HVM with INTERCEPT_HCALL")))
+        }
+        HypercallPath::Kernel => true,
+        HypercallPath::Userspace => false,
+    };
+    if kernel {
+        tracing::info!("hypercalls: kernel-assisted (KVM_EXIT_XEN)");
+        kvm.enable_xen_hypercalls(msr)?;
+    } else {
+        tracing::info!("hypercalls: userspace hypercall page (port I/O)");
+        kvm.trap_msr_writes(msr)?;
+    }
+    Ok(())
 }
 
 fn devices(cfg: &VmConfig) -> Result<PioBus, VmmError> {

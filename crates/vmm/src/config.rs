@@ -18,6 +18,18 @@ pub enum IrqChip {
     Split,
 }
 
+/// Which transport carries the guest's hypercalls to the VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HypercallPath {
+    /// The kernel's Xen support where the host has it, else the userspace page.
+    #[default]
+    Auto,
+    /// `KVM_CAP_XEN_HVM` with hypercall interception; fail without it.
+    Kernel,
+    /// The userspace hypercall page (port-I/O stubs), even where the kernel could help.
+    Userspace,
+}
+
 /// The `-accel kvm,...` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccelConfig {
@@ -25,6 +37,7 @@ pub struct AccelConfig {
     pub irqchip: IrqChip,
     pub gnttab_max_frames: u32,
     pub evtchn_max_pirq: u32,
+    pub hypercalls: HypercallPath,
 }
 
 impl Default for AccelConfig {
@@ -34,6 +47,7 @@ impl Default for AccelConfig {
             irqchip: IrqChip::Split,
             gnttab_max_frames: DEFAULT_GNTTAB_MAX_FRAMES,
             evtchn_max_pirq: DEFAULT_EVTCHN_MAX_PIRQ,
+            hypercalls: HypercallPath::Auto,
         }
     }
 }

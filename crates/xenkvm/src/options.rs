@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use xenkvm_vmm::{AccelConfig, CpuConfig, SerialConfig};
+use xenkvm_vmm::{AccelConfig, CpuConfig, HypercallPath, SerialConfig};
 
 use crate::error::CliError;
 
@@ -83,7 +83,8 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-const ACCEL_KEYS: &str = "xen-version, kernel-irqchip, xen-gnttab-max-frames, xen-evtchn-max-pirq";
+const ACCEL_KEYS: &str =
+    "xen-version, kernel-irqchip, xen-gnttab-max-frames, xen-evtchn-max-pirq, x-xen-hypercalls";
 
 /// `-accel kvm,xen-version=N[,kernel-irqchip=split][,xen-gnttab-max-frames=N][,xen-evtchn-max-pirq=N]`.
 pub fn parse_accel(value: &str) -> Result<AccelConfig, CliError> {
@@ -98,6 +99,7 @@ pub fn parse_accel(value: &str) -> Result<AccelConfig, CliError> {
             "kernel-irqchip" => check_split(format!("-accel kernel-irqchip={val}"), &val)?,
             "xen-gnttab-max-frames" => accel.gnttab_max_frames = number()?,
             "xen-evtchn-max-pirq" => accel.evtchn_max_pirq = number()?,
+            "x-xen-hypercalls" => accel.hypercalls = parse_hypercall_path(&val)?,
             _ => return Err(unknown_key("-accel", key, ACCEL_KEYS)),
         }
     }
@@ -111,6 +113,17 @@ pub fn parse_accel(value: &str) -> Result<AccelConfig, CliError> {
     accel.xen_version =
         xen_version.ok_or_else(|| CliError::XenVersionRequired(value.to_owned()))?;
     Ok(accel)
+}
+
+/// `x-xen-hypercalls=auto|kernel|userspace` (xenkvm's own, experimental, as QEMU
+/// marks such properties with `x-`): which hypercall transport to use.
+fn parse_hypercall_path(val: &str) -> Result<HypercallPath, CliError> {
+    match val {
+        "auto" => Ok(HypercallPath::Auto),
+        "kernel" => Ok(HypercallPath::Kernel),
+        "userspace" => Ok(HypercallPath::Userspace),
+        _ => Err(CliError::invalid("-accel", &format!("x-xen-hypercalls={val}"), "auto, kernel or userspace")),
+    }
 }
 
 fn bad_number(option: &'static str, key: &str, value: &str) -> CliError {

@@ -124,3 +124,15 @@ fn timeouts() {
     assert_eq!(parse_timeout("0.5").unwrap(), Duration::from_millis(500));
     assert!(parse_timeout("nan").is_err());
 }
+
+#[test]
+fn accel_selects_the_hypercall_transport() {
+    use xenkvm_vmm::HypercallPath;
+    let path = |v: &str| parse_accel(&format!("kvm,xen-version=0x40011,x-xen-hypercalls={v}")).map(|a| a.hypercalls);
+    assert_eq!(path("auto").unwrap(), HypercallPath::Auto);
+    assert_eq!(path("kernel").unwrap(), HypercallPath::Kernel);
+    assert_eq!(path("userspace").unwrap(), HypercallPath::Userspace);
+    let e = path("fast").unwrap_err().to_string();
+    assert!(e.contains("x-xen-hypercalls=fast"), "{e}");
+    assert_eq!(parse_accel("kvm,xen-version=0x40011").unwrap().hypercalls, HypercallPath::Auto);
+}
