@@ -4,6 +4,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod bus;
+pub mod pci;
 pub mod serial;
+pub mod xen_platform;
 
 pub use bus::{PioBus, PioDevice};

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use vm_memory::GuestMemoryMmap;
 use xenkvm_devices::bus::Sink;
 use xenkvm_devices::serial::{SerialPort, COM1};
+use xenkvm_devices::pci::{self, PciRoot};
+use xenkvm_devices::xen_platform::{PlatformPorts, PlatformState, XenPlatform, FIXED_PORT_BASE, FIXED_PORT_COUNT};
 use xenkvm_devices::PioBus;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
 use xenkvm_kvm::{KvmVcpu, KvmVm};
@@ -131,8 +133,20 @@ fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<(), VmmErro
     Ok(())
 }
 
+/// Where the platform device's BARs start out (Linux keeps firmware placements).
+const PLATFORM_IO_BAR: u32 = 0xC000;
+const PLATFORM_MMIO_BAR: u32 = 0xE000_0000;
+/// PCI slot of the Xen platform device (QEMU's pc machine uses slot 2 or 3).
+const PLATFORM_SLOT: u8 = 2;
+
 fn devices(cfg: &VmConfig) -> Result<PioBus, VmmError> {
     let mut bus = PioBus::new();
+    let mut pci = PciRoot::new();
+    pci.attach(0, Arc::new(Mutex::new(pci::host_bridge())))?;
+    pci.attach(PLATFORM_SLOT, Arc::new(Mutex::new(XenPlatform::new(PLATFORM_IO_BAR, PLATFORM_MMIO_BAR))))?;
+    bus.insert(pci::CONFIG_ADDRESS, pci::CONFIG_PORTS, Arc::new(Mutex::new(pci)))?;
+    let platform = Arc::new(Mutex::new(PlatformState::default()));
+    bus.insert(FIXED_PORT_BASE, FIXED_PORT_COUNT, Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
     if cfg.serial == SerialConfig::Stdio {
         bus.insert(COM1, 8, Arc::new(Mutex::new(SerialPort::new(LineFlushedStdout))))?;
     }

@@ -43,6 +43,8 @@ pub enum VmmError {
     CreateDomain(#[source] xenkvm_xen_core::DomainError),
     #[error("Cannot attach a device")]
     AttachDevice(#[from] xenkvm_devices::bus::InsertError),
+    #[error("Cannot attach a PCI device")]
+    AttachPci(#[from] xenkvm_devices::pci::SlotError),
     #[error("The VM has no vCPU")]
     NoVcpu,
     #[error("Cannot start a vCPU thread")]
