@@ -18,6 +18,7 @@
 pub mod bzimage;
 pub mod cpu;
 pub mod layout;
+pub mod mptable;
 pub mod pvh;
 
 use std::io::{Read, Seek, SeekFrom};

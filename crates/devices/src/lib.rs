@@ -4,8 +4,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod bus;
+pub mod ioapic;
 pub mod pci;
 pub mod serial;
 pub mod xen_platform;
 
-pub use bus::{PioBus, PioDevice};
+pub use bus::{Bus, BusDevice, MmioBus, PioBus, PioDevice};

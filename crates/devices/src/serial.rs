@@ -1,5 +1,5 @@
 //! The 16550 UART at 0x3f8, over vm-superio. Output goes to any `Write`; the
-//! interrupt line is not wired yet (the guest polls LSR).
+//! interrupt goes to whatever [`Trigger`] it is given (an I/O APIC pin).
 
 use std::io::Write;
 
@@ -11,7 +11,7 @@ use crate::bus::PioDevice;
 /// Base port of COM1.
 pub const COM1: u16 = 0x3f8;
 
-/// An interrupt line that goes nowhere, until the IOAPIC exists.
+/// An interrupt line that goes nowhere.
 pub struct NoIrq;
 
 impl Trigger for NoIrq {
@@ -21,14 +21,22 @@ impl Trigger for NoIrq {
     }
 }
 
-/// A 16550 on the port bus.
-pub struct SerialPort<W: Write + Send> {
-    uart: Serial<NoIrq, NoEvents, W>,
+/// A 16550 on the port bus, raising its interrupt through `T`.
+pub struct SerialPort<T: Trigger, W: Write + Send> {
+    uart: Serial<T, NoEvents, W>,
 }
 
-impl<W: Write + Send> SerialPort<W> {
+impl<W: Write + Send> SerialPort<NoIrq, W> {
+    /// A port whose interrupt goes nowhere.
     pub fn new(out: W) -> Self {
         Self { uart: Serial::new(NoIrq, out) }
+    }
+}
+
+impl<T: Trigger, W: Write + Send> SerialPort<T, W> {
+    /// A port that signals its interrupt line through `irq`.
+    pub fn with_irq(irq: T, out: W) -> Self {
+        Self { uart: Serial::new(irq, out) }
     }
 
     pub fn output(&self) -> &W {
@@ -36,8 +44,8 @@ impl<W: Write + Send> SerialPort<W> {
     }
 }
 
-impl<W: Write + Send> PioDevice for SerialPort<W> {
-    fn read(&mut self, offset: u16, data: &mut [u8]) {
+impl<T: Trigger + Send, W: Write + Send> PioDevice for SerialPort<T, W> {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         let v = u8::try_from(offset).map(|o| self.uart.read(o)).unwrap_or(0xFF);
         data.fill(0);
         if let Some(first) = data.first_mut() {
@@ -45,7 +53,7 @@ impl<W: Write + Send> PioDevice for SerialPort<W> {
         }
     }
 
-    fn write(&mut self, offset: u16, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8]) {
         if let (Ok(o), Some(v)) = (u8::try_from(offset), data.first()) {
             // A failed host write (closed stdout) must not stop the guest.
             let _ = self.uart.write(o, *v);

@@ -95,7 +95,7 @@ impl PlatformPorts {
 }
 
 impl PioDevice for PlatformPorts {
-    fn read(&mut self, offset: u16, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0xFF);
         match (offset, data.len()) {
             (0, 2) => data.copy_from_slice(&MAGIC.to_le_bytes()),
@@ -105,7 +105,7 @@ impl PioDevice for PlatformPorts {
         }
     }
 
-    fn write(&mut self, offset: u16, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8]) {
         let Ok(mut s) = self.state.lock() else { return };
         match (offset, data) {
             (0, [a, b]) => {

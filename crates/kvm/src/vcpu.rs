@@ -26,6 +26,8 @@ pub trait ExitHandler {
     fn hypercall(&mut self, req: &HypercallRequest) -> Option<i64>;
     /// A trapped `wrmsr`; `false` makes it fail (#GP).
     fn wrmsr(&mut self, index: u32, value: u64, compat: bool) -> bool;
+    /// The local APIC got an EOI for a level-triggered I/O APIC `vector`.
+    fn ioapic_eoi(&mut self, vector: u8);
 }
 
 /// What one `KVM_RUN` ended with, beyond exits the handler absorbed.
@@ -239,6 +241,10 @@ impl KvmVcpu {
                 VcpuEvent::Continue
             }
             Ok(VcpuExit::Unsupported(KVM_EXIT_XEN)) => return Ok(self.xen_exit(h)),
+            Ok(VcpuExit::IoapicEoi(vector)) => {
+                h.ioapic_eoi(vector);
+                VcpuEvent::Continue
+            }
             Ok(VcpuExit::Hlt) => VcpuEvent::Halted { if_flag: false },
             Ok(VcpuExit::Shutdown) => VcpuEvent::TripleFault,
             Ok(VcpuExit::Intr) => VcpuEvent::Interrupted,

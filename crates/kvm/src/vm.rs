@@ -70,6 +70,17 @@ impl KvmVm {
         self.fd.set_msr_filter(MsrFilterDefaultAction::ALLOW, &[range]).map_err(Error::MsrFilter)
     }
 
+    /// Sends a message-signalled interrupt to the local APICs.
+    pub fn signal_msi(&self, address: u64, data: u32) -> Result<()> {
+        let msi = kvm_bindings::kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        self.fd.signal_msi(msi).map(|_| ()).map_err(Error::SignalMsi)
+    }
+
     /// Registers all of `mem` as guest RAM.
     pub fn map_ram(&self, mem: &GuestMemoryMmap<()>) -> Result<()> {
         let mut ram = Vec::new();

@@ -10,7 +10,11 @@ use xenkvm_devices::bus::Sink;
 use xenkvm_devices::serial::{SerialPort, COM1};
 use xenkvm_devices::pci::{self, PciRoot};
 use xenkvm_devices::xen_platform::{PlatformPorts, PlatformState, XenPlatform, FIXED_PORT_BASE, FIXED_PORT_COUNT};
-use xenkvm_devices::PioBus;
+use xenkvm_devices::ioapic::{Ioapic, IOAPIC_BASE, IOAPIC_SIZE};
+use xenkvm_devices::{MmioBus, PioBus};
+use xenkvm_boot::mptable::PciIrq;
+
+use crate::irq::{IoapicPin, KvmMsi};
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
 use xenkvm_kvm::{KvmVcpu, KvmVm};
 use xenkvm_xen_abi::cpuid::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
@@ -31,6 +35,8 @@ pub struct BuiltVm {
     pub vcpus: Vec<KvmVcpu>,
     pub domain: Arc<Mutex<Domain>>,
     pub bus: PioBus,
+    pub mmio: MmioBus,
+    pub ioapic: Arc<Mutex<Ioapic>>,
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
     pub ram: GuestMemoryMmap<()>,
     pub hypercall_msr: u32,
@@ -108,7 +114,13 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         physmap: kvm.clone(),
     };
     let domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus: devices(cfg)?, ram, hypercall_msr })
+    let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
+    let mut mmio = MmioBus::new_mmio();
+    mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
+    let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
+    xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
+    let bus = devices(cfg, &ioapic)?;
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, ram, hypercall_msr })
 }
 
 /// Picks the hypercall transport: the kernel's interception where the host has
@@ -138,18 +150,23 @@ const PLATFORM_IO_BAR: u32 = 0xC000;
 const PLATFORM_MMIO_BAR: u32 = 0xE000_0000;
 /// PCI slot of the Xen platform device (QEMU's pc machine uses slot 2 or 3).
 const PLATFORM_SLOT: u8 = 2;
+/// I/O APIC pin of its INTA# (the first pin above the ISA range).
+const PLATFORM_PIN: u8 = 16;
+/// ISA IRQ of COM1.
+const COM1_IRQ: usize = 4;
 
-fn devices(cfg: &VmConfig) -> Result<PioBus, VmmError> {
+fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<PioBus, VmmError> {
     let mut bus = PioBus::new();
     let mut pci = PciRoot::new();
     pci.attach(0, Arc::new(Mutex::new(pci::host_bridge())))?;
     pci.attach(PLATFORM_SLOT, Arc::new(Mutex::new(XenPlatform::new(PLATFORM_IO_BAR, PLATFORM_MMIO_BAR))))?;
-    bus.insert(pci::CONFIG_ADDRESS, pci::CONFIG_PORTS, Arc::new(Mutex::new(pci)))?;
+    bus.insert(pci::CONFIG_ADDRESS.into(), pci::CONFIG_PORTS.into(), Arc::new(Mutex::new(pci)))?;
     let platform = Arc::new(Mutex::new(PlatformState::default()));
-    bus.insert(FIXED_PORT_BASE, FIXED_PORT_COUNT, Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
+    bus.insert(FIXED_PORT_BASE.into(), FIXED_PORT_COUNT.into(), Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
     if cfg.serial == SerialConfig::Stdio {
-        bus.insert(COM1, 8, Arc::new(Mutex::new(SerialPort::new(LineFlushedStdout))))?;
+        let irq = IoapicPin { ioapic: ioapic.clone(), pin: COM1_IRQ };
+        bus.insert(COM1.into(), 8, Arc::new(Mutex::new(SerialPort::with_irq(irq, LineFlushedStdout))))?;
     }
-    bus.insert(POST_PORT, 1, Arc::new(Mutex::new(Sink)))?;
+    bus.insert(POST_PORT.into(), 1, Arc::new(Mutex::new(Sink)))?;
     Ok(bus)
 }

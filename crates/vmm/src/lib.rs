@@ -6,6 +6,7 @@
 mod builder;
 pub mod config;
 mod console;
+mod irq;
 mod vcpu;
 
 use std::path::PathBuf;
@@ -119,6 +120,8 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
     for vcpu in vm.vcpus {
         let handler = Handler {
             bus: vm.bus.clone(),
+            mmio: vm.mmio.clone(),
+            ioapic: vm.ioapic.clone(),
             domain: vm.domain.clone(),
             control: control.clone(),
             hypercall_msr: vm.hypercall_msr,

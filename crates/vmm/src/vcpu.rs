@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use xenkvm_devices::PioBus;
+use xenkvm_devices::ioapic::Ioapic;
+use xenkvm_devices::{MmioBus, PioBus};
 use xenkvm_kvm::{ExitHandler, KvmVcpu, VcpuEvent};
 use xenkvm_xen_core::{Domain, HypercallRequest, Outcome, ShutdownReason, Wait};
 
@@ -71,6 +72,8 @@ const WAIT_SLICE: Duration = Duration::from_millis(10);
 /// What a vCPU thread needs to handle its exits.
 pub struct Handler {
     pub bus: PioBus,
+    pub mmio: MmioBus,
+    pub ioapic: Arc<Mutex<Ioapic>>,
     pub domain: Arc<Mutex<Domain>>,
     pub control: Arc<RunControl>,
     pub hypercall_msr: u32,
@@ -108,22 +111,29 @@ impl Handler {
 
 impl ExitHandler for Handler {
     fn pio_read(&mut self, port: u16, data: &mut [u8]) {
-        self.bus.read(port, data);
+        self.bus.read(port.into(), data);
     }
 
     fn pio_write(&mut self, port: u16, data: &[u8]) {
-        if !self.bus.write(port, data) {
+        if !self.bus.write(port.into(), data) {
             tracing::debug!("write to unclaimed port {port:#x}");
         }
     }
 
     fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
-        tracing::debug!("read from unclaimed MMIO {addr:#x}");
-        data.fill(0xFF);
+        self.mmio.read(addr, data);
     }
 
-    fn mmio_write(&mut self, addr: u64, _data: &[u8]) {
-        tracing::debug!("write to unclaimed MMIO {addr:#x}");
+    fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        if !self.mmio.write(addr, data) {
+            tracing::debug!("write to unclaimed MMIO {addr:#x}");
+        }
+    }
+
+    fn ioapic_eoi(&mut self, vector: u8) {
+        if let Ok(mut io) = self.ioapic.lock() {
+            io.end_of_interrupt(vector);
+        }
     }
 
     fn hypercall(&mut self, req: &HypercallRequest) -> Option<i64> {

@@ -88,12 +88,12 @@ impl PciRoot {
 }
 
 impl PioDevice for PciRoot {
-    fn read(&mut self, offset: u16, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0xFF);
         match offset {
             0 if data.len() == 4 => data.copy_from_slice(&self.address.to_le_bytes()),
             4..=7 => {
-                if let Some((f, reg)) = self.target(offset - 4) {
+                if let Some((f, reg)) = self.target((offset - 4) as u16) {
                     if let Ok(f) = f.lock() {
                         f.config().read(reg, data);
                     }
@@ -103,11 +103,11 @@ impl PioDevice for PciRoot {
         }
     }
 
-    fn write(&mut self, offset: u16, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8]) {
         match (offset, data) {
             (0, [a, b, c, d]) => self.address = u32::from_le_bytes([*a, *b, *c, *d]) & 0x80FF_FFFC,
             (4..=7, _) => {
-                if let Some((f, reg)) = self.target(offset - 4) {
+                if let Some((f, reg)) = self.target((offset - 4) as u16) {
                     if let Ok(mut f) = f.lock() {
                         f.config_mut().write(reg, data);
                     }
