@@ -1,0 +1,7 @@
+//! PV backends: the dom0 side of the devices a Xen guest's drivers talk to.
+//! Each backend works on pages it shares with the guest and is driven by
+//! event-channel kicks; nothing here knows about KVM.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+pub mod console;
