@@ -26,6 +26,7 @@ pub mod phys;
 pub mod ports;
 pub mod sched;
 pub mod shared_info;
+pub mod special;
 pub mod time;
 pub mod vcpu;
 pub mod version;

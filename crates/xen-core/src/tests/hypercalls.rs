@@ -225,3 +225,16 @@ fn hypercall_page_write() {
     assert!(t.d.write_hypercall_page(0x7001, false).is_err(), "page index 1 does not exist");
     assert!(t.d.write_hypercall_page(RAM_SIZE, false).is_err(), "outside RAM");
 }
+
+#[test]
+fn special_pages_are_overlaid_and_published() {
+    use crate::special::SpecialPage;
+    let mut t = TestDomain::new();
+    let page = std::sync::Arc::new(crate::page::SharedPage::new().unwrap());
+    assert!(page.write(0, b"ring"));
+    let gfn = (RAM_SIZE >> 12) + 7;
+    t.d.map_special_page(SpecialPage::Xenstore, gfn, page).unwrap();
+    assert_eq!(t.get::<[u8; 4]>(gfn << 12), *b"ring");
+    assert_eq!(t.d.param(HVM_PARAM_STORE_PFN), Some(gfn));
+    assert_eq!(t.physmap.moves.lock().unwrap().last(), Some(&(None, gfn)));
+}
