@@ -20,6 +20,8 @@ use xenkvm_kvm::{KvmVcpu, KvmVm};
 use xenkvm_xen_abi::cpuid::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
 use xenkvm_xen_core::cpuid::XenCpuidConfig;
 use xenkvm_xen_core::domain::Ports;
+use xenkvm_xen_core::page::SharedPage;
+use xenkvm_xen_core::special::SpecialPage;
 use xenkvm_xen_core::{Domain, DomainConfig};
 
 use crate::console::{HypervisorConsole, LineFlushedStdout};
@@ -30,6 +32,18 @@ pub const DOMID: u16 = 1;
 /// Port 0x80 (POST codes): a no-op device, also the bare exit of the benchmark.
 const POST_PORT: u16 = 0x80;
 
+/// Frames of the xenstore and console rings, just below the I/O APIC as in
+/// QEMU's Xen emulation, reported reserved in the memory map.
+pub const XENSTORE_GFN: u64 = 0xFEFF8;
+pub const CONSOLE_GFN: u64 = 0xFEFF9;
+const SPECIAL_AREA: [(u64, u64); 1] = [(XENSTORE_GFN << 12, 0x2000)];
+
+/// Host pages shared with the guest for its xenstore and console rings.
+pub struct SpecialPages {
+    pub xenstore: Arc<SharedPage>,
+    pub console: Arc<SharedPage>,
+}
+
 /// A VM ready to run.
 pub struct BuiltVm {
     pub vcpus: Vec<KvmVcpu>,
@@ -37,6 +51,7 @@ pub struct BuiltVm {
     pub bus: PioBus,
     pub mmio: MmioBus,
     pub ioapic: Arc<Mutex<Ioapic>>,
+    pub special: SpecialPages,
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
     pub ram: GuestMemoryMmap<()>,
     pub hypercall_msr: u32,
@@ -56,11 +71,11 @@ fn load_kernel(cfg: &VmConfig, ram: &GuestMemoryMmap<()>) -> Result<xenkvm_boot:
     let initrd = initrd.as_deref();
     match &cfg.kernel {
         KernelSource::Embedded(image) => {
-            xenkvm_boot::load(ram, cfg.memory_bytes, &mut Cursor::new(*image), initrd, &cfg.cmdline)
+            xenkvm_boot::load_with_reserved(ram, cfg.memory_bytes, &mut Cursor::new(*image), initrd, &cfg.cmdline, &SPECIAL_AREA)
         }
         KernelSource::File(path) => {
             let mut f = File::open(path).map_err(|e| VmmError::ReadFile(path.clone(), e))?;
-            xenkvm_boot::load(ram, cfg.memory_bytes, &mut f, initrd, &cfg.cmdline)
+            xenkvm_boot::load_with_reserved(ram, cfg.memory_bytes, &mut f, initrd, &cfg.cmdline, &SPECIAL_AREA)
         }
     }
     .map_err(VmmError::LoadKernel)
@@ -113,14 +128,26 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         console: Arc::new(HypervisorConsole::new(DOMID)),
         physmap: kvm.clone(),
     };
-    let domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
+    let mut domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
+    let special = special_pages(&mut domain)?;
     let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
     let mut mmio = MmioBus::new_mmio();
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
     let bus = devices(cfg, &ioapic)?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, ram, hypercall_msr })
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, ram, hypercall_msr })
+}
+
+fn special_pages(domain: &mut Domain) -> Result<SpecialPages, VmmError> {
+    let alloc = || SharedPage::new().map(Arc::new).map_err(|e| VmmError::AllocateMemory(e.to_string()));
+    let pages = SpecialPages { xenstore: alloc()?, console: alloc()? };
+    let map = |d: &mut Domain, which, gfn, page: &Arc<SharedPage>| {
+        d.map_special_page(which, gfn, page.clone()).map_err(|e| VmmError::Internal(e.to_string()))
+    };
+    map(domain, SpecialPage::Xenstore, XENSTORE_GFN, &pages.xenstore)?;
+    map(domain, SpecialPage::Console, CONSOLE_GFN, &pages.console)?;
+    Ok(pages)
 }
 
 /// Picks the hypercall transport: the kernel's interception where the host has

@@ -7,6 +7,7 @@ mod builder;
 pub mod config;
 mod console;
 mod irq;
+mod pvconsole;
 mod vcpu;
 
 use std::path::PathBuf;
@@ -48,8 +49,8 @@ pub enum VmmError {
     AttachPci(#[from] xenkvm_devices::pci::SlotError),
     #[error("The VM has no vCPU")]
     NoVcpu,
-    #[error("Cannot start a vCPU thread")]
-    SpawnVcpu(#[source] std::io::Error),
+    #[error("Cannot start a VMM thread")]
+    SpawnThread(#[source] std::io::Error),
     #[error("Cannot install the vCPU kick signal handler")]
     KickSignal(#[source] vmm_sys_util::errno::Error),
     #[error("Internal error: {0}")]
@@ -129,11 +130,18 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         let t = std::thread::Builder::new()
             .name(format!("vcpu{}", vcpu.id))
             .spawn(move || vcpu::run_vcpu(vcpu, handler))
-            .map_err(VmmError::SpawnVcpu)?;
+            .map_err(VmmError::SpawnThread)?;
         threads.push(t);
     }
+    let console = vm.special.console.clone();
+    let console_control = control.clone();
+    let console_thread = std::thread::Builder::new()
+        .name("pvconsole".into())
+        .spawn(move || pvconsole::run(console, console_control))
+        .map_err(VmmError::SpawnThread)?;
     let end = control.wait(limit);
     control.finish(end.clone());
+    let _ = console_thread.join();
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.
         std::mem::forget(vm.ram);
