@@ -52,6 +52,8 @@ pub struct BuiltVm {
     pub mmio: MmioBus,
     pub ioapic: Arc<Mutex<Ioapic>>,
     pub special: SpecialPages,
+    /// COM1, when it is connected to stdio (stdin feeds its receiver).
+    pub serial: Option<Arc<Mutex<Com1>>>,
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
     pub ram: GuestMemoryMmap<()>,
     pub hypercall_msr: u32,
@@ -135,8 +137,8 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
-    let bus = devices(cfg, &ioapic)?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, ram, hypercall_msr })
+    let (bus, serial) = devices(cfg, &ioapic)?;
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, ram, hypercall_msr })
 }
 
 fn special_pages(domain: &mut Domain) -> Result<SpecialPages, VmmError> {
@@ -182,8 +184,12 @@ const PLATFORM_PIN: u8 = 16;
 /// ISA IRQ of COM1.
 const COM1_IRQ: usize = 4;
 
-fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<PioBus, VmmError> {
+/// COM1 as wired here.
+pub type Com1 = SerialPort<IoapicPin, LineFlushedStdout>;
+
+fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<(PioBus, Option<Arc<Mutex<Com1>>>), VmmError> {
     let mut bus = PioBus::new();
+    let mut serial = None;
     let mut pci = PciRoot::new();
     pci.attach(0, Arc::new(Mutex::new(pci::host_bridge())))?;
     pci.attach(PLATFORM_SLOT, Arc::new(Mutex::new(XenPlatform::new(PLATFORM_IO_BAR, PLATFORM_MMIO_BAR))))?;
@@ -192,8 +198,10 @@ fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<PioBus, VmmErr
     bus.insert(FIXED_PORT_BASE.into(), FIXED_PORT_COUNT.into(), Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
     if cfg.serial == SerialConfig::Stdio {
         let irq = IoapicPin { ioapic: ioapic.clone(), pin: COM1_IRQ };
-        bus.insert(COM1.into(), 8, Arc::new(Mutex::new(SerialPort::with_irq(irq, LineFlushedStdout))))?;
+        let port = Arc::new(Mutex::new(SerialPort::with_irq(irq, LineFlushedStdout)));
+        bus.insert(COM1.into(), 8, port.clone())?;
+        serial = Some(port);
     }
     bus.insert(POST_PORT.into(), 1, Arc::new(Mutex::new(Sink)))?;
-    Ok(bus)
+    Ok((bus, serial))
 }

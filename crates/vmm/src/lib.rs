@@ -8,6 +8,7 @@ pub mod config;
 mod console;
 mod irq;
 mod pvconsole;
+mod stdin;
 mod vcpu;
 
 use std::path::PathBuf;
@@ -132,6 +133,9 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
             .spawn(move || vcpu::run_vcpu(vcpu, handler))
             .map_err(VmmError::SpawnThread)?;
         threads.push(t);
+    }
+    if let Some(serial) = vm.serial.clone() {
+        stdin::forward_to_serial(serial);
     }
     let console = vm.special.console.clone();
     let console_control = control.clone();
