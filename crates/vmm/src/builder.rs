@@ -186,8 +186,10 @@ const COM1_IRQ: usize = 4;
 
 /// COM1 as wired here.
 pub type Com1 = SerialPort<IoapicPin, LineFlushedStdout>;
+/// The port-I/O bus and, when it is on stdio, COM1.
+type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>);
 
-fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<(PioBus, Option<Arc<Mutex<Com1>>>), VmmError> {
+fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<PioDevices, VmmError> {
     let mut bus = PioBus::new();
     let mut serial = None;
     let mut pci = PciRoot::new();
