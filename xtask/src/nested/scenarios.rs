@@ -1,0 +1,288 @@
+//! The nested scenarios, in one table: what runs in L1 and how its console
+//! output is judged.
+
+use anyhow::{bail, ensure, Result};
+
+use super::initramfs::{MARK_RC, MARK_UP};
+use crate::bench;
+
+/// A Linux (L2) guest image for scenarios that boot one: the L2 kernel goes to
+/// `/l2/vmlinuz` and this image, built by `initramfs::build_l2_initramfs`, to
+/// `/l2/initrd.gz` in L1.
+#[derive(Debug, Clone, Copy)]
+pub struct L2Spec {
+    /// The body of L2's `/init`, after the mounts and the module loads.
+    pub init: &'static str,
+    /// Modules of `l2/modules`, without `.ko`, in load order.
+    pub modules: &'static [&'static str],
+}
+
+/// Judges a run: pushes report lines, fails with the reason.
+pub type Check = fn(&Console, &mut Vec<String>) -> Result<()>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// The shell command line run in L1 (the VMM is `/xenkvm`).
+    pub command: &'static str,
+    /// L1's own limit for the command (`timeout` in `/init`).
+    pub l1_timeout_secs: u64,
+    pub l2: Option<L2Spec>,
+    pub check: Check,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "probe",
+        about: "L1 boots, xenkvm starts on the real KVM and reports its capabilities",
+        command: "XENKVM_LOG=info /xenkvm --timeout 60",
+        l1_timeout_secs: 120,
+        l2: None,
+        check: check_probe,
+    },
+    Scenario {
+        name: "selftest",
+        about: "the embedded test guest's selftest on the real KVM (>= 40 checks, 0 failed)",
+        command: "/xenkvm --timeout 120",
+        l1_timeout_secs: 180,
+        l2: None,
+        check: check_selftest,
+    },
+    Scenario {
+        name: "bench-hypercall",
+        about: "hypercall round trip against bare exits on the real KVM (cargo xtask bench hypercall --nested)",
+        command: "/xenkvm -append \"bench=hypercall iters=20000\" --timeout 300",
+        l1_timeout_secs: 360,
+        l2: None,
+        check: check_bench,
+    },
+];
+
+pub fn find(name: &str) -> Result<&'static Scenario> {
+    match SCENARIOS.iter().find(|s| s.name == name) {
+        Some(s) => Ok(s),
+        None => bail!("unknown nested scenario {name:?}; known: {}", names().join(", ")),
+    }
+}
+
+pub fn names() -> Vec<&'static str> {
+    SCENARIOS.iter().map(|s| s.name).collect()
+}
+
+/// What L1 printed, split at the markers of its `/init`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Console {
+    /// `XENKVM-NESTED: L1 up` was seen.
+    pub l1_up: bool,
+    /// The scenario's exit status from `XENKVM-NESTED: rc=N`.
+    pub rc: Option<i32>,
+    /// The lines between the two markers: the scenario's own output.
+    pub output: Vec<String>,
+}
+
+impl Console {
+    pub fn parse(lines: &[String]) -> Self {
+        let mut c = Console::default();
+        for line in lines {
+            if !c.l1_up {
+                c.l1_up = line.contains(MARK_UP);
+            } else if let Some(i) = line.find(MARK_RC) {
+                let digits: String = line[i + MARK_RC.len()..].chars().take_while(char::is_ascii_digit).collect();
+                c.rc = digits.parse().ok();
+                break;
+            } else {
+                c.output.push(line.clone());
+            }
+        }
+        c
+    }
+
+    /// Both markers are there: L1 ran the scenario to its end.
+    pub fn require_markers(&self) -> Result<i32> {
+        ensure!(self.l1_up, "L1 never reached its /init (no `{MARK_UP}` line)");
+        match self.rc {
+            Some(rc) => Ok(rc),
+            None => bail!("no `{MARK_RC}N` line: L1 died or was stopped before the scenario ended"),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.output.join("\n")
+    }
+
+    /// The rest of the first output line containing `tag`, from `tag` on.
+    fn line_with(&self, tag: &str) -> Option<&str> {
+        self.output.iter().find_map(|l| l.find(tag).map(|i| &l[i..]))
+    }
+
+    /// xenkvm's own error lines (`xenkvm: ...`), for the report.
+    fn errors(&self) -> impl Iterator<Item = &str> {
+        self.output.iter().filter_map(|l| l.find("xenkvm: ").map(|i| &l[i..]))
+    }
+}
+
+/// What an exit status of xenkvm means (README, "Exit status"); 137 is L1's
+/// `timeout -s KILL`.
+pub fn status_meaning(rc: i32) -> &'static str {
+    match rc {
+        0 => "guest powered off",
+        1 => "xenkvm failed",
+        2 => "guest crashed",
+        3 => "guest watchdog",
+        4 => "soft reset or unknown shutdown code",
+        5 => "guest triple-faulted",
+        6 => "guest halted with interrupts disabled",
+        124 => "xenkvm's --timeout reached",
+        137 => "killed by L1's timeout",
+        _ => "unknown",
+    }
+}
+
+/// `guest selftest: N passed, M failed`.
+pub fn parse_summary(out: &str) -> Option<(u32, u32)> {
+    const TAG: &str = "guest selftest:";
+    let line = out.lines().find_map(|l| l.find(TAG).map(|i| &l[i + TAG.len()..]))?;
+    let mut nums = line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(str::parse::<u32>);
+    match (nums.next(), nums.next()) {
+        (Some(Ok(p)), Some(Ok(f))) => Some((p, f)),
+        _ => None,
+    }
+}
+
+fn report_status(c: &Console, report: &mut Vec<String>) {
+    if let Some(rc) = c.rc {
+        report.push(format!("xenkvm exit status {rc} ({})", status_meaning(rc)));
+    }
+    if c.rc != Some(0) {
+        report.extend(c.errors().map(str::to_string));
+    }
+}
+
+fn check_probe(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let caps = c.line_with("host KVM:");
+    if let Some(caps) = caps {
+        report.push(caps.to_string());
+    }
+    // Which hypercall path the VMM chose for this KVM (logged at info level).
+    if let Some(path) = c.line_with("hypercalls:") {
+        report.push(path.to_string());
+    }
+    match parse_summary(&c.text()) {
+        Some((p, f)) => report.push(format!("guest selftest: {p} passed, {f} failed")),
+        None => report.push("guest: no selftest summary".to_string()),
+    }
+    report_status(c, report);
+    ensure!(caps.is_some(), "xenkvm did not log its `host KVM:` capabilities line");
+    Ok(())
+}
+
+fn check_selftest(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let summary = parse_summary(&c.text());
+    if let Some((p, f)) = summary {
+        report.push(format!("guest selftest: {p} passed, {f} failed"));
+    }
+    report.extend(c.output.iter().filter(|l| l.contains("FAIL")).cloned());
+    report_status(c, report);
+    let Some((passed, failed)) = summary else { bail!("no `guest selftest:` summary line") };
+    ensure!(failed == 0, "{failed} guest checks failed");
+    ensure!(passed >= 40, "only {passed} guest checks ran (at least 40 expected)");
+    ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
+    Ok(())
+}
+
+fn check_bench(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let line = bench::parse(&c.text());
+    if let Some(b) = &line {
+        report.extend(bench::report(b));
+    } else if let Some(raw) = c.line_with("bench hypercall:") {
+        report.push(raw.to_string());
+    }
+    report_status(c, report);
+    ensure!(line.is_some(), "no complete `bench hypercall:` line in the guest output");
+    ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn table_has_unique_names_and_sane_limits() {
+        assert_eq!(names(), ["probe", "selftest", "bench-hypercall"]);
+        for s in SCENARIOS {
+            assert_eq!(SCENARIOS.iter().filter(|t| t.name == s.name).count(), 1);
+            assert!(s.command.contains("/xenkvm"), "{}", s.name);
+            let vmm: u64 =
+                s.command.split("--timeout ").nth(1).and_then(|t| t.split_whitespace().next()?.parse().ok()).unwrap();
+            assert!(vmm < s.l1_timeout_secs, "{}: L1 must outlast xenkvm's own limit", s.name);
+            assert!(s.l1_timeout_secs + 60 <= 600, "{}: the default host timeout must cover L1 boot too", s.name);
+        }
+        assert!(find("bench-hypercall").unwrap().command.contains("bench=hypercall iters=20000"));
+        let err = find("nope").unwrap_err().to_string();
+        assert!(err.contains("probe, selftest, bench-hypercall"), "{err}");
+    }
+
+    #[test]
+    fn markers_split_the_console() {
+        let c = Console::parse(&console("boot noise\nXENKVM-NESTED: L1 up\na\nb\nXENKVM-NESTED: rc=2\n[ 3.1] reboot"));
+        assert_eq!(c, Console { l1_up: true, rc: Some(2), output: vec!["a".into(), "b".into()] });
+        assert_eq!(c.require_markers().unwrap(), 2);
+        let cut = Console::parse(&console("XENKVM-NESTED: L1 up\nrunning"));
+        assert!(cut.require_markers().unwrap_err().to_string().contains("no `XENKVM-NESTED: rc=N` line"));
+        let none = Console::parse(&console("Kernel panic"));
+        assert!(!none.l1_up);
+        assert!(none.require_markers().unwrap_err().to_string().contains("never reached"));
+    }
+
+    #[test]
+    fn probe_reports_caps_and_passes_whatever_the_guest_did() {
+        let c = Console::parse(&console(
+            "XENKVM-NESTED: L1 up\n2026 INFO xenkvm_vmm::builder: host KVM: xen_hvm=0x3f sync_regs=0x7\n\
+             2026 INFO xenkvm_vmm::builder: hypercalls: kernel-assisted (KVM_EXIT_XEN)\n\
+             xenkvm: KVM_RUN failed\nXENKVM-NESTED: rc=1",
+        ));
+        let mut r = Vec::new();
+        check_probe(&c, &mut r).unwrap();
+        assert_eq!(r[0], "host KVM: xen_hvm=0x3f sync_regs=0x7");
+        assert_eq!(r[1], "hypercalls: kernel-assisted (KVM_EXIT_XEN)");
+        assert!(r.contains(&"xenkvm exit status 1 (xenkvm failed)".to_string()), "{r:?}");
+        assert!(r.contains(&"xenkvm: KVM_RUN failed".to_string()), "{r:?}");
+        let without = Console::parse(&console("XENKVM-NESTED: L1 up\nXENKVM-NESTED: rc=0"));
+        assert!(check_probe(&without, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn selftest_needs_forty_checks_none_failed_and_status_zero() {
+        assert_eq!(parse_summary("x\nguest selftest: 80 passed, 0 failed\n"), Some((80, 0)));
+        assert_eq!(parse_summary("guest selftest: 7 passed"), None);
+        let run = |text: &str| check_selftest(&Console::parse(&console(text)), &mut Vec::new());
+        run("XENKVM-NESTED: L1 up\nguest selftest: 80 passed, 0 failed\nXENKVM-NESTED: rc=0").unwrap();
+        assert!(run("XENKVM-NESTED: L1 up\nguest selftest: 39 passed, 0 failed\nXENKVM-NESTED: rc=0").is_err());
+        assert!(
+            run("XENKVM-NESTED: L1 up\nFAIL 3 - x\nguest selftest: 79 passed, 1 failed\nXENKVM-NESTED: rc=2").is_err()
+        );
+        assert!(run("XENKVM-NESTED: L1 up\nguest selftest: 80 passed, 0 failed\nXENKVM-NESTED: rc=124").is_err());
+        assert!(run("XENKVM-NESTED: L1 up\nXENKVM-NESTED: rc=0").is_err());
+    }
+
+    #[test]
+    fn bench_reports_like_the_host_bench() {
+        let c = Console::parse(&console(
+            "XENKVM-NESTED: L1 up\nbench hypercall: iters=4 bare_ns=400 hcall_ns=440 stub_no_exit_ns=40 stub_exit_ns=420\n\
+             XENKVM-NESTED: rc=0",
+        ));
+        let mut r = Vec::new();
+        check_bench(&c, &mut r).unwrap();
+        assert_eq!(r[..7], bench::report(&bench::parse(&c.text()).unwrap())[..]);
+        let failed = Console::parse(&console("XENKVM-NESTED: L1 up\nbench hypercall: FAIL: x\nXENKVM-NESTED: rc=2"));
+        let mut r = Vec::new();
+        assert!(check_bench(&failed, &mut r).is_err());
+        assert_eq!(r[0], "bench hypercall: FAIL: x");
+    }
+}
