@@ -43,16 +43,32 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "selftest",
-        about: "the embedded test guest's selftest on the real KVM (>= 40 checks, 0 failed)",
-        command: "/xenkvm --timeout 120",
+        about: "the embedded test guest's selftest on the real KVM, hypercalls through the kernel (KVM_EXIT_XEN)",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=kernel --timeout 120",
+        l1_timeout_secs: 180,
+        l2: None,
+        check: check_selftest,
+    },
+    Scenario {
+        name: "selftest-userspace",
+        about: "the same selftest with the userspace hypercall page (port-I/O stubs)",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=userspace --timeout 120",
         l1_timeout_secs: 180,
         l2: None,
         check: check_selftest,
     },
     Scenario {
         name: "bench-hypercall",
-        about: "hypercall round trip against bare exits on the real KVM (cargo xtask bench hypercall --nested)",
-        command: "/xenkvm -append \"bench=hypercall iters=20000\" --timeout 300",
+        about: "userspace-page hypercall round trip against port-I/O exits on the real KVM (cargo xtask bench hypercall --nested)",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=userspace -append \"bench=hypercall iters=20000\" --timeout 300",
+        l1_timeout_secs: 360,
+        l2: None,
+        check: check_bench,
+    },
+    Scenario {
+        name: "bench-hypercall-kernel",
+        about: "the same with hypercalls through the kernel (vmmcall, KVM_EXIT_XEN) against port-I/O exits",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=kernel -append \"bench=hypercall iters=20000\" --timeout 300",
         l1_timeout_secs: 360,
         l2: None,
         check: check_bench,
@@ -214,7 +230,7 @@ mod tests {
 
     #[test]
     fn table_has_unique_names_and_sane_limits() {
-        assert_eq!(names(), ["probe", "selftest", "bench-hypercall"]);
+        assert_eq!(names(), ["probe", "selftest", "selftest-userspace", "bench-hypercall", "bench-hypercall-kernel"]);
         for s in SCENARIOS {
             assert_eq!(SCENARIOS.iter().filter(|t| t.name == s.name).count(), 1);
             assert!(s.command.contains("/xenkvm"), "{}", s.name);
