@@ -241,7 +241,7 @@ mod tests {
         }
         assert!(find("bench-hypercall").unwrap().command.contains("bench=hypercall iters=20000"));
         let err = find("nope").unwrap_err().to_string();
-        assert!(err.contains("probe, selftest, bench-hypercall"), "{err}");
+        assert!(err.contains("probe, selftest, selftest-userspace, bench-hypercall"), "{err}");
     }
 
     #[test]
