@@ -124,6 +124,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         vcpus: cfg.vcpus,
         max_gfn: max_gfn(),
         handle: *b"xenkvm-domain-01",
+        gnttab_max_frames: cfg.accel.gnttab_max_frames,
     };
     let ports = Ports {
         clock: Arc::new(clock),

@@ -9,6 +9,7 @@
 
 pub mod cpuid;
 pub mod errno;
+pub mod grant_table;
 pub mod hvm;
 pub mod memory;
 pub mod sched;

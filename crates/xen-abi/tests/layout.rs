@@ -111,3 +111,68 @@ fn pvh_start_info() {
     assert_eq!(size_of::<HvmMemmapTableEntry>(), 24);
     assert_eq!(offset_of!(HvmMemmapTableEntry, type_), 16);
 }
+
+#[test]
+fn grant_table_records() {
+    use xenkvm_xen_abi::grant_table::*;
+    assert_eq!(size_of::<GrantEntryV1>(), 8);
+    assert_eq!(offset_of!(GrantEntryV1, domid), 2);
+    assert_eq!(offset_of!(GrantEntryV1, frame), 4);
+    assert_eq!(size_of::<GnttabMapGrantRef>(), 32);
+    assert_eq!(offset_of!(GnttabMapGrantRef, flags), 8);
+    assert_eq!(offset_of!(GnttabMapGrantRef, gref), 12);
+    assert_eq!(offset_of!(GnttabMapGrantRef, dom), 16);
+    assert_eq!(offset_of!(GnttabMapGrantRef, status), 18);
+    assert_eq!(offset_of!(GnttabMapGrantRef, handle), 20);
+    assert_eq!(offset_of!(GnttabMapGrantRef, dev_bus_addr), 24);
+    assert_eq!(size_of::<GnttabUnmapGrantRef>(), 24);
+    assert_eq!(offset_of!(GnttabUnmapGrantRef, handle), 16);
+    assert_eq!(offset_of!(GnttabUnmapGrantRef, status), 20);
+    assert_eq!(size_of::<GnttabQuerySize>(), 16);
+    assert_eq!(offset_of!(GnttabQuerySize, nr_frames), 4);
+    assert_eq!(offset_of!(GnttabQuerySize, max_nr_frames), 8);
+    assert_eq!(offset_of!(GnttabQuerySize, status), 12);
+    assert_eq!(size_of::<GnttabSetVersion>(), 4);
+    assert_eq!(size_of::<GnttabGetVersion>(), 8);
+    assert_eq!(offset_of!(GnttabGetVersion, version), 4);
+    assert_eq!(size_of::<GnttabSwapGrantRef>(), 12);
+    assert_eq!(offset_of!(GnttabSwapGrantRef, status), 8);
+}
+
+#[test]
+fn grant_table_records_by_abi() {
+    use xenkvm_xen_abi::grant_table::*;
+    // setup_table: the handle is 8-byte aligned in the 64-bit ABI.
+    assert_eq!(size_of::<GnttabSetupTable>(), 24);
+    assert_eq!(offset_of!(GnttabSetupTable, nr_frames), 4);
+    assert_eq!(offset_of!(GnttabSetupTable, status), 8);
+    assert_eq!(offset_of!(GnttabSetupTable, frame_list), 16);
+    assert_eq!(size_of::<CompatGnttabSetupTable>(), 16);
+    assert_eq!(offset_of!(CompatGnttabSetupTable, nr_frames), 4);
+    assert_eq!(offset_of!(CompatGnttabSetupTable, status), 8);
+    assert_eq!(offset_of!(CompatGnttabSetupTable, frame_list), 12);
+    // copy: xen_pfn_t is 8 bytes in the 64-bit ABI, 4 in compat.
+    assert_eq!(size_of::<GnttabCopyPtr>(), 16);
+    assert_eq!(offset_of!(GnttabCopyPtr, domid), 8);
+    assert_eq!(offset_of!(GnttabCopyPtr, offset), 10);
+    assert_eq!(size_of::<GnttabCopy>(), 40);
+    assert_eq!(offset_of!(GnttabCopy, dest), 16);
+    assert_eq!(offset_of!(GnttabCopy, len), 32);
+    assert_eq!(offset_of!(GnttabCopy, flags), 34);
+    assert_eq!(offset_of!(GnttabCopy, status), 36);
+    assert_eq!(size_of::<CompatGnttabCopyPtr>(), 8);
+    assert_eq!(offset_of!(CompatGnttabCopyPtr, domid), 4);
+    assert_eq!(offset_of!(CompatGnttabCopyPtr, offset), 6);
+    assert_eq!(size_of::<CompatGnttabCopy>(), 24);
+    assert_eq!(offset_of!(CompatGnttabCopy, dest), 8);
+    assert_eq!(offset_of!(CompatGnttabCopy, len), 16);
+    assert_eq!(offset_of!(CompatGnttabCopy, flags), 18);
+    assert_eq!(offset_of!(CompatGnttabCopy, status), 20);
+    // get_status_frames
+    assert_eq!(size_of::<GnttabGetStatusFrames>(), 16);
+    assert_eq!(offset_of!(GnttabGetStatusFrames, dom), 4);
+    assert_eq!(offset_of!(GnttabGetStatusFrames, status), 6);
+    assert_eq!(offset_of!(GnttabGetStatusFrames, frame_list), 8);
+    assert_eq!(size_of::<CompatGnttabGetStatusFrames>(), 12);
+    assert_eq!(offset_of!(CompatGnttabGetStatusFrames, frame_list), 8);
+}

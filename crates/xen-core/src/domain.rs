@@ -6,6 +6,7 @@ use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 use xenkvm_xen_abi::hvm::HVM_NR_PARAMS;
 
+use crate::gnttab::GrantTable;
 use crate::page::{AllocPageError, SharedPage};
 use crate::phys::PhysMem;
 use crate::ports::{Clock, ConsoleSink, Physmap};
@@ -24,6 +25,8 @@ pub struct DomainConfig {
     pub max_gfn: u64,
     /// `XENVER_guest_handle`: the domain's UUID.
     pub handle: [u8; 16],
+    /// Most grant-table frames the guest may use (`xen-gnttab-max-frames`).
+    pub gnttab_max_frames: u32,
 }
 
 /// Failure to create a domain.
@@ -31,6 +34,8 @@ pub struct DomainConfig {
 pub enum DomainError {
     #[error("Cannot allocate the shared_info page")]
     AllocSharedInfo(#[source] AllocPageError),
+    #[error("Cannot allocate the first grant-table frame")]
+    AllocGrantFrame(#[source] AllocPageError),
 }
 
 /// Host services the domain uses.
@@ -54,6 +59,8 @@ pub struct Domain {
     pub(crate) vm_assist: u64,
     pub(crate) vcpus: Vec<VcpuState>,
     pub(crate) time: TimeBase,
+    /// The grant table (version 1).
+    pub(crate) gnttab: GrantTable,
     pub(crate) ports: Ports,
     /// (hypercall, sub-op) pairs already reported as unknown: log once each.
     reported: HashSet<(u64, u64)>,
@@ -63,6 +70,7 @@ impl Domain {
     /// Creates the Xen state for a guest whose RAM is `ram`.
     pub fn new(cfg: DomainConfig, ram: GuestMemoryMmap<()>, ports: Ports) -> Result<Self, DomainError> {
         let shared_info = Arc::new(SharedPage::new().map_err(DomainError::AllocSharedInfo)?);
+        let gnttab = GrantTable::new(cfg.gnttab_max_frames).map_err(DomainError::AllocGrantFrame)?;
         let clock = &ports.clock;
         let time = TimeBase::new(clock.guest_tsc(), clock.tsc_khz(), clock.wall_clock_ns());
         let vcpus = (0..cfg.vcpus).map(|_| VcpuState::default()).collect();
@@ -76,6 +84,7 @@ impl Domain {
             vm_assist: 0,
             vcpus,
             time,
+            gnttab,
             ports,
             reported: HashSet::new(),
         };

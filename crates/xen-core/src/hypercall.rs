@@ -148,6 +148,7 @@ impl Domain {
             HYPERVISOR_SCHED_OP => self.sched_op(req),
             HYPERVISOR_HVM_OP => self.hvm_op(req).into(),
             HYPERVISOR_MEMORY_OP => self.memory_op(req).into(),
+            HYPERVISOR_GRANT_TABLE_OP => self.grant_table_op(req).into(),
             HYPERVISOR_VCPU_OP => self.vcpu_op(req).into(),
             HYPERVISOR_VM_ASSIST => self.vm_assist(req).into(),
             nr => {

@@ -15,6 +15,7 @@
 
 pub mod cpuid;
 pub mod domain;
+pub mod gnttab;
 pub mod guest;
 pub mod hcall_page;
 pub mod hvm;

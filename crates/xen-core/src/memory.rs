@@ -38,7 +38,8 @@ impl Domain {
                 }
                 self.map_shared_info(xatp.gpfn)
             }
-            XENMAPSPACE_GRANT_TABLE | XENMAPSPACE_GMFN | XENMAPSPACE_GMFN_RANGE => {
+            XENMAPSPACE_GRANT_TABLE => self.map_grant_frame(xatp.idx, xatp.gpfn),
+            XENMAPSPACE_GMFN | XENMAPSPACE_GMFN_RANGE => {
                 self.report_unknown(HYPERVISOR_MEMORY_OP, u64::from(xatp.space) << 8 | XENMEM_ADD_TO_PHYSMAP, "add_to_physmap space");
                 Err(XenErrno::Enosys)
             }
@@ -59,6 +60,7 @@ impl Domain {
         if let Some(old) = old {
             self.mem.remove_overlay(old);
         }
+        self.unhook_special_page(gfn);
         self.mem.set_overlay(gfn, self.shared_info.clone());
         self.shared_info_gfn = Some(gfn);
         Ok(0)

@@ -3,6 +3,7 @@
 //! both the return value and the guest memory the call wrote.
 
 mod args;
+mod gnttab;
 mod hypercalls;
 mod paging;
 mod vcpu_sched;
@@ -84,7 +85,7 @@ impl TestDomain {
         clock.tsc.store(5_000, Ordering::SeqCst);
         let console = Arc::new(RecordingConsole::default());
         let physmap = Arc::new(RecordingPhysmap::default());
-        let cfg = DomainConfig { xen_version: 0x40011, domid: 1, vcpus, max_gfn: (1 << 40) - 1, handle: [7; 16] };
+        let cfg = DomainConfig { xen_version: 0x40011, domid: 1, vcpus, max_gfn: (1 << 40) - 1, handle: [7; 16], gnttab_max_frames: 64 };
         let ports = crate::domain::Ports { clock: clock.clone(), console: console.clone(), physmap: physmap.clone() };
         let d = Domain::new(cfg, ram, ports).unwrap();
         Self { d, clock, console, physmap, paging: PagingState::flat(), compat: false }
