@@ -32,6 +32,8 @@ pub enum Error {
     CreateVm(#[source] kvm_ioctls::Error),
     #[error("Cannot enable the split irqchip")]
     SplitIrqchip(#[source] kvm_ioctls::Error),
+    #[error("Cannot set a Xen attribute in KVM")]
+    XenAttr(#[source] kvm_ioctls::Error),
     #[error("Cannot enable the kernel's Xen hypercall interception")]
     XenHvmConfig(#[source] kvm_ioctls::Error),
     #[error("Cannot set up user-space MSR exits")]

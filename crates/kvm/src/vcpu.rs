@@ -76,6 +76,7 @@ impl KvmVcpu {
         let mut fd = vm.fd.create_vcpu(u64::from(id)).map_err(|e| Error::CreateVcpu(id, e))?;
         fd.set_sync_valid_reg(SyncReg::Register);
         fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        vm.register_vcpu_fd(id, &fd)?;
         Ok(Self { id, fd })
     }
 

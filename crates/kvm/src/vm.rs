@@ -39,6 +39,8 @@ pub struct KvmVm {
     pub fd: Arc<VmFd>,
     pub caps: HostCaps,
     slots: Mutex<Slots>,
+    /// Duplicates of the vCPU fds, by vCPU id, for Xen attribute ioctls.
+    pub(crate) vcpu_fds: Mutex<Vec<std::fs::File>>,
 }
 
 impl KvmVm {
@@ -55,7 +57,7 @@ impl KvmVm {
         let mut cap = kvm_enable_cap { cap: KVM_CAP_SPLIT_IRQCHIP, ..Default::default() };
         cap.args[0] = IOAPIC_PINS;
         fd.enable_cap(&cap).map_err(Error::SplitIrqchip)?;
-        Ok(Self { kvm, fd: Arc::new(fd), caps, slots: Mutex::new(Slots::default()) })
+        Ok(Self { kvm, fd: Arc::new(fd), caps, slots: Mutex::new(Slots::default()), vcpu_fds: Mutex::new(Vec::new()) })
     }
 
     /// Makes guest writes of MSR `index` exit to userspace (the hypercall MSR).

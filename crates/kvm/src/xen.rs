@@ -5,18 +5,90 @@
 //!
 //! kvm-ioctls has no Xen ioctls, so the few we need are declared here.
 
-use kvm_bindings::{kvm_xen_hvm_config, KVMIO, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL};
+use std::os::fd::AsRawFd;
+
+use kvm_bindings::{
+    kvm_xen_hvm_attr, kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO, KVM_XEN_ATTR_TYPE_LONG_MODE,
+    KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+    KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR,
+};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
 use crate::{Error, KvmVm, Result};
 
 ioctl_iow_nr!(KVM_XEN_HVM_CONFIG, KVMIO, 0x7a, kvm_xen_hvm_config);
+ioctl_iow_nr!(KVM_XEN_HVM_SET_ATTR, KVMIO, 0xc9, kvm_xen_hvm_attr);
+ioctl_iow_nr!(KVM_XEN_VCPU_SET_ATTR, KVMIO, 0xcb, kvm_xen_vcpu_attr);
+
+/// "No address" for KVM's Xen guest-area attributes.
+const INVALID_GPA: u64 = u64::MAX;
 
 impl KvmVm {
+    /// Whether the kernel also handles event-channel delivery and polling
+    /// (`KVM_XEN_HVM_CONFIG_EVTCHN_SEND`); with it, SCHEDOP_poll blocks in the
+    /// kernel instead of degrading to a yield.
+    pub fn kernel_evtchn(&self) -> bool {
+        self.caps.xen_hvm & KVM_XEN_HVM_CONFIG_EVTCHN_SEND != 0
+    }
+
+    /// Tells KVM where the guest put shared_info and which layout it uses.
+    pub fn set_xen_shared_info(&self, gfn: u64, long_mode: bool) -> Result<()> {
+        let mut attr = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_LONG_MODE as u16, ..Default::default() };
+        attr.u.long_mode = u8::from(long_mode);
+        self.set_hvm_attr(&attr)?;
+        let mut attr = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_SHARED_INFO as u16, ..Default::default() };
+        attr.u.shared_info.gfn = gfn;
+        self.set_hvm_attr(&attr)
+    }
+
+    fn set_hvm_attr(&self, attr: &kvm_xen_hvm_attr) -> Result<()> {
+        // SAFETY: the ioctl reads one kvm_xen_hvm_attr from a valid reference.
+        let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_SET_ATTR(), attr) };
+        if ret < 0 {
+            return Err(Error::XenAttr(kvm_ioctls::Error::last()));
+        }
+        Ok(())
+    }
+
+    /// Hands vCPU `id`'s runstate area (guest-physical) to KVM, or takes it back.
+    pub fn set_xen_runstate(&self, id: u32, gpa: Option<u64>) -> Result<()> {
+        let mut attr = kvm_xen_vcpu_attr { type_: KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR as u16, ..Default::default() };
+        attr.u.gpa = gpa.unwrap_or(INVALID_GPA);
+        let fds = self.vcpu_fds.lock().map_err(|_| Error::GuestMemory)?;
+        let fd = fds.get(id as usize).ok_or(Error::XenAttr(kvm_ioctls::Error::new(libc::ENOENT)))?;
+        // SAFETY: the ioctl reads one kvm_xen_vcpu_attr from a valid reference;
+        // `fd` is a duplicate of the vCPU's fd, open while the VM lives.
+        let ret = unsafe { ioctl_with_ref(fd, KVM_XEN_VCPU_SET_ATTR(), &attr) };
+        if ret < 0 {
+            return Err(Error::XenAttr(kvm_ioctls::Error::last()));
+        }
+        Ok(())
+    }
+
+    /// Keeps a duplicate of vCPU `id`'s fd for attribute ioctls from other threads.
+    pub(crate) fn register_vcpu_fd(&self, id: u32, fd: &impl AsRawFd) -> Result<()> {
+        // SAFETY: dup of an fd we own; the duplicate is owned by the File.
+        let dup = unsafe { libc::dup(fd.as_raw_fd()) };
+        if dup < 0 {
+            return Err(Error::CreateVcpu(id, kvm_ioctls::Error::last()));
+        }
+        // SAFETY: `dup` is a fresh fd that nothing else owns.
+        let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(dup) };
+        let mut fds = self.vcpu_fds.lock().map_err(|_| Error::GuestMemory)?;
+        if fds.len() == id as usize {
+            fds.push(file);
+        }
+        Ok(())
+    }
+
     /// Asks KVM to intercept Xen hypercalls and to own hypercall-MSR `msr`.
     pub fn enable_xen_hypercalls(&self, msr: u32) -> Result<()> {
-        let cfg = kvm_xen_hvm_config { flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, msr, ..Default::default() };
+        let mut flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL;
+        if self.kernel_evtchn() {
+            flags |= KVM_XEN_HVM_CONFIG_EVTCHN_SEND;
+        }
+        let cfg = kvm_xen_hvm_config { flags, msr, ..Default::default() };
         // SAFETY: the ioctl reads a kvm_xen_hvm_config, which `cfg` is, from a
         // valid reference; the VM fd is open for the VM's lifetime.
         let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_CONFIG(), &cfg) };
