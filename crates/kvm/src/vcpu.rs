@@ -126,15 +126,16 @@ impl KvmVcpu {
     }
 
     /// The paging registers and execution mode from the last exit's sync regs.
-    fn mode_and_paging(&self) -> (CpuMode, u8, PagingState) {
-        let sr = self.fd.sync_regs();
+    fn mode_and_paging(&mut self) -> (CpuMode, u8, PagingState) {
+        // sync_regs_mut borrows the kvm_run copy; sync_regs() would copy all 2 KiB.
+        let sr = self.fd.sync_regs_mut();
         let s = &sr.sregs;
         let mode = CpuMode::detect(s.cr0, sr.regs.rflags, s.efer, s.cs.l != 0, s.cs.db != 0);
         (mode, s.ss.dpl, PagingState { cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer })
     }
 
-    fn hypercall_request(&self) -> HypercallRequest {
-        let r = self.fd.sync_regs().regs;
+    fn hypercall_request(&mut self) -> HypercallRequest {
+        let r = &self.fd.sync_regs_mut().regs;
         let regs = HypercallRegs {
             rax: r.rax,
             rbx: r.rbx,

@@ -60,7 +60,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "bench-hypercall",
         about: "userspace-page hypercall round trip against port-I/O exits on the real KVM (cargo xtask bench hypercall --nested)",
-        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=userspace -append \"bench=hypercall iters=20000\" --timeout 300",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=userspace -append \"bench=hypercall iters=40000\" --timeout 300",
         l1_timeout_secs: 360,
         l2: None,
         check: check_bench,
@@ -68,7 +68,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "bench-hypercall-kernel",
         about: "the same with hypercalls through the kernel (vmmcall, KVM_EXIT_XEN) against port-I/O exits",
-        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=kernel -append \"bench=hypercall iters=20000\" --timeout 300",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=kernel -append \"bench=hypercall iters=40000\" --timeout 300",
         l1_timeout_secs: 360,
         l2: None,
         check: check_bench,
@@ -239,7 +239,7 @@ mod tests {
             assert!(vmm < s.l1_timeout_secs, "{}: L1 must outlast xenkvm's own limit", s.name);
             assert!(s.l1_timeout_secs + 60 <= 600, "{}: the default host timeout must cover L1 boot too", s.name);
         }
-        assert!(find("bench-hypercall").unwrap().command.contains("bench=hypercall iters=20000"));
+        assert!(find("bench-hypercall").unwrap().command.contains("bench=hypercall iters=40000"));
         let err = find("nope").unwrap_err().to_string();
         assert!(err.contains("probe, selftest, selftest-userspace, bench-hypercall"), "{err}");
     }
