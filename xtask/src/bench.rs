@@ -59,6 +59,13 @@ pub fn report(b: &BenchLine) -> Vec<String> {
             "  ratio hypercall / same-shape  : {like:.3} (Xen dispatch alone; goal <= 1.10: {})",
             verdict(like)
         ));
+        if no_exit > b.bare_ns / 2 {
+            out.push(
+                "  note: this KVM emulates guest instructions (they cost as much as an exit); \
+                 measure on a hardware KVM: cargo xtask bench hypercall --nested"
+                    .to_string(),
+            );
+        }
     }
     out
 }
