@@ -73,7 +73,34 @@ pub const SCENARIOS: &[Scenario] = &[
         l2: None,
         check: check_bench,
     },
+    Scenario {
+        name: "linux-boot",
+        about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm, to a shell on ttyS0",
+        command: "/xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 earlyprintk=ttyS0 no_timer_check panic=-1 loglevel=7\" --timeout 400",
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        check: check_linux_boot,
+    },
 ];
+
+/// What the L2 guest does once its /init runs: report where it is and stop.
+const LINUX_BOOT_INIT: &str = "echo XENKVM-L2: up
+echo XENKVM-L2: hypervisor=$(cat /sys/hypervisor/type 2>/dev/null)
+echo XENKVM-L2: version=$(cat /sys/hypervisor/version/major 2>/dev/null).$(cat /sys/hypervisor/version/minor 2>/dev/null)
+grep -i xen /proc/interrupts
+dmesg | grep -i -E 'xen|grant|evtchn'
+poweroff -f";
+
+fn check_linux_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let text = c.text();
+    report.extend(c.output.iter().filter(|l| l.contains("XENKVM-L2:")).cloned());
+    report_status(c, report);
+    ensure!(text.contains("XENKVM-L2: up"), "the L2 kernel did not reach its /init");
+    ensure!(text.contains("XENKVM-L2: hypervisor=xen"), "/sys/hypervisor/type is not xen");
+    ensure!(text.contains("XENKVM-L2: version=4.17"), "/sys/hypervisor/version is not 4.17");
+    ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
+    Ok(())
+}
 
 pub fn find(name: &str) -> Result<&'static Scenario> {
     match SCENARIOS.iter().find(|s| s.name == name) {
@@ -230,7 +257,7 @@ mod tests {
 
     #[test]
     fn table_has_unique_names_and_sane_limits() {
-        assert_eq!(names(), ["probe", "selftest", "selftest-userspace", "bench-hypercall", "bench-hypercall-kernel"]);
+        assert_eq!(names(), ["probe", "selftest", "selftest-userspace", "bench-hypercall", "bench-hypercall-kernel", "linux-boot"]);
         for s in SCENARIOS {
             assert_eq!(SCENARIOS.iter().filter(|t| t.name == s.name).count(), 1);
             assert!(s.command.contains("/xenkvm"), "{}", s.name);
