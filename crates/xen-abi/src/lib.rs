@@ -9,6 +9,7 @@
 
 pub mod cpuid;
 pub mod errno;
+pub mod event_channel;
 pub mod grant_table;
 pub mod hvm;
 pub mod memory;

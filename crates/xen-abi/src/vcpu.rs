@@ -65,3 +65,35 @@ pub struct VcpuRegisterVcpuInfo {
 pub struct VcpuRegisterMemoryArea {
     pub addr: u64,
 }
+
+/// `struct vcpu_set_periodic_timer` (8 bytes in both ABIs).
+#[doc(alias = "vcpu_set_periodic_timer")]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct VcpuSetPeriodicTimer {
+    pub period_ns: u64,
+}
+
+/// `struct vcpu_set_singleshot_timer`, 64-bit ABI (16 bytes).
+#[doc(alias = "vcpu_set_singleshot_timer")]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct VcpuSetSingleshotTimer {
+    /// Absolute Xen system time, nanoseconds.
+    pub timeout_abs_ns: u64,
+    /// `VCPU_SSHOTTMR_*`.
+    pub flags: u32,
+    pub pad: u32,
+}
+
+/// `struct vcpu_set_singleshot_timer`, 32-bit ABI (12 bytes: no tail padding).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C, packed(4))]
+pub struct CompatVcpuSetSingleshotTimer {
+    pub timeout_abs_ns: u64,
+    pub flags: u32,
+}
+
+/// `VCPU_SSHOTTMR_future`: ask for -ETIME if the timeout already passed (Xen
+/// 4.18 and later ignore it).
+pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;

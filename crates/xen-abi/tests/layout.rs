@@ -176,3 +176,65 @@ fn grant_table_records_by_abi() {
     assert_eq!(size_of::<CompatGnttabGetStatusFrames>(), 12);
     assert_eq!(offset_of!(CompatGnttabGetStatusFrames, frame_list), 8);
 }
+
+/// event_channel.h records: identical in the 64-bit and the compat ABI (no
+/// pointers; the one u64 field of init_control and expand_array sits at 0).
+#[test]
+fn event_channel_records() {
+    use xenkvm_xen_abi::event_channel::*;
+    assert_eq!(size_of::<EvtchnAllocUnbound>(), 8);
+    assert_eq!(offset_of!(EvtchnAllocUnbound, remote_dom), 2);
+    assert_eq!(offset_of!(EvtchnAllocUnbound, port), 4);
+    assert_eq!(size_of::<EvtchnBindInterdomain>(), 12);
+    assert_eq!(offset_of!(EvtchnBindInterdomain, remote_port), 4);
+    assert_eq!(offset_of!(EvtchnBindInterdomain, local_port), 8);
+    assert_eq!(size_of::<EvtchnBindVirq>(), 12);
+    assert_eq!(offset_of!(EvtchnBindVirq, vcpu), 4);
+    assert_eq!(offset_of!(EvtchnBindVirq, port), 8);
+    assert_eq!(size_of::<EvtchnBindPirq>(), 12);
+    assert_eq!(offset_of!(EvtchnBindPirq, port), 8);
+    assert_eq!(size_of::<EvtchnBindIpi>(), 8);
+    assert_eq!(offset_of!(EvtchnBindIpi, port), 4);
+    assert_eq!(size_of::<EvtchnClose>(), 4);
+    assert_eq!(size_of::<EvtchnSend>(), 4);
+    assert_eq!(size_of::<EvtchnUnmask>(), 4);
+    assert_eq!(size_of::<EvtchnStatus>(), 24);
+    assert_eq!(offset_of!(EvtchnStatus, port), 4);
+    assert_eq!(offset_of!(EvtchnStatus, status), 8);
+    assert_eq!(offset_of!(EvtchnStatus, vcpu), 12);
+    assert_eq!(offset_of!(EvtchnStatus, u), 16);
+    assert_eq!(size_of::<EvtchnBindVcpu>(), 8);
+    assert_eq!(offset_of!(EvtchnBindVcpu, vcpu), 4);
+    assert_eq!(size_of::<EvtchnReset>(), 2);
+    assert_eq!(size_of::<EvtchnInitControl>(), 24);
+    assert_eq!(offset_of!(EvtchnInitControl, offset), 8);
+    assert_eq!(offset_of!(EvtchnInitControl, vcpu), 12);
+    assert_eq!(offset_of!(EvtchnInitControl, link_bits), 16);
+    assert_eq!(size_of::<EvtchnExpandArray>(), 8);
+    assert_eq!(size_of::<EvtchnSetPriority>(), 8);
+    assert_eq!(offset_of!(EvtchnSetPriority, priority), 4);
+    assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
+    assert_eq!(COMPAT_EVTCHN_2L_NR_CHANNELS, 1024);
+}
+
+#[test]
+fn event_channel_status_union() {
+    use xenkvm_xen_abi::event_channel::EvtchnStatus;
+    let mut s = EvtchnStatus { u: [0xAAAA_AAAA, 0xBBBB_BBBB], ..Default::default() };
+    s.set_u_dom(7);
+    assert_eq!(s.u, [0xAAAA_0007, 0xBBBB_BBBB], "unbound.dom is 2 bytes; the rest stays");
+    s.set_u_interdomain(0, 42);
+    assert_eq!(s.u, [0xAAAA_0000, 42]);
+    assert_eq!(s.u_dom(), 0);
+}
+
+/// vcpu.h timer records: the singleshot record loses its tail padding in compat.
+#[test]
+fn vcpu_timer_records() {
+    assert_eq!(size_of::<VcpuSetPeriodicTimer>(), 8);
+    assert_eq!(size_of::<VcpuSetSingleshotTimer>(), 16);
+    assert_eq!(offset_of!(VcpuSetSingleshotTimer, flags), 8);
+    assert_eq!(size_of::<CompatVcpuSetSingleshotTimer>(), 12);
+    assert_eq!(offset_of!(CompatVcpuSetSingleshotTimer, flags), 8);
+    assert_eq!(VCPU_SSHOTTMR_FUTURE, 1);
+}

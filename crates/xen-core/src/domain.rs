@@ -6,10 +6,11 @@ use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 use xenkvm_xen_abi::hvm::HVM_NR_PARAMS;
 
+use crate::evtchn::EventState;
 use crate::gnttab::GrantTable;
 use crate::page::{AllocPageError, SharedPage};
 use crate::phys::PhysMem;
-use crate::ports::{Clock, ConsoleSink, Physmap};
+use crate::ports::{BackendNotify, Clock, ConsoleSink, Physmap, Upcall};
 use crate::time::TimeBase;
 use crate::vcpu::VcpuState;
 
@@ -44,6 +45,10 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     pub console: Arc<dyn ConsoleSink>,
     pub physmap: Arc<dyn Physmap>,
+    /// Event upcalls into the guest, wake-ups and timer re-planning.
+    pub upcall: Arc<dyn Upcall>,
+    /// The VMM's backends (domain 0 of the guest's interdomain channels).
+    pub backends: Arc<dyn BackendNotify>,
 }
 
 /// All Xen state of one guest.
@@ -64,6 +69,8 @@ pub struct Domain {
     pub(crate) ports: Ports,
     /// (hypercall, sub-op) pairs already reported as unknown: log once each.
     reported: HashSet<(u64, u64)>,
+    /// Event channels, VIRQ bindings, upcall routing and Xen timers.
+    pub(crate) events: EventState,
 }
 
 impl Domain {
@@ -74,6 +81,7 @@ impl Domain {
         let clock = &ports.clock;
         let time = TimeBase::new(clock.guest_tsc(), clock.tsc_khz(), clock.wall_clock_ns());
         let vcpus = (0..cfg.vcpus).map(|_| VcpuState::default()).collect();
+        let cfg_vcpus = cfg.vcpus;
         let domain = Self {
             cfg,
             mem: PhysMem::new(ram),
@@ -87,6 +95,7 @@ impl Domain {
             gnttab,
             ports,
             reported: HashSet::new(),
+            events: EventState::new(cfg_vcpus),
         };
         domain.init_shared_info();
         Ok(domain)

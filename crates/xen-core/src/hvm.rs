@@ -33,6 +33,18 @@ impl Domain {
         let (op, arg) = (req.arg(0), req.arg(1));
         match op {
             HVMOP_SET_PARAM | HVMOP_GET_PARAM => self.hvm_param(req, op == HVMOP_SET_PARAM, arg),
+            HVMOP_SET_EVTCHN_UPCALL_VECTOR => {
+                // Xen: -EFAULT, then vectors below 0x10 -EINVAL, then -ENOENT.
+                let uv: XenHvmEvtchnUpcallVector = GuestView::new(&self.mem, req.paging).read_obj(arg)?;
+                if uv.vector < 0x10 {
+                    return Err(XenErrno::Einval);
+                }
+                if uv.vcpu >= self.cfg.vcpus {
+                    return Err(XenErrno::Enoent);
+                }
+                self.set_upcall_vector(uv.vcpu, uv.vector);
+                Ok(0)
+            }
             HVMOP_GET_TIME => {
                 let now = self.now_ns();
                 GuestView::new(&self.mem, req.paging).write_obj(arg, &now)?;
@@ -70,6 +82,9 @@ impl Domain {
                 self.latch_shared_info_layout(req.compat());
             }
             self.set_param_host(p.index, p.value);
+            if p.index == HVM_PARAM_CALLBACK_IRQ {
+                self.callback_via_changed();
+            }
             return Ok(0);
         }
         if !guest_may_get(p.index) {

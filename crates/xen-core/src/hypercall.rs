@@ -151,6 +151,8 @@ impl Domain {
             HYPERVISOR_GRANT_TABLE_OP => self.grant_table_op(req).into(),
             HYPERVISOR_VCPU_OP => self.vcpu_op(req).into(),
             HYPERVISOR_VM_ASSIST => self.vm_assist(req).into(),
+            HYPERVISOR_EVENT_CHANNEL_OP => self.event_channel_op(req).into(),
+            HYPERVISOR_SET_TIMER_OP => self.set_timer_op(req).into(),
             nr => {
                 self.report_unknown(nr, 0, "hypercall");
                 Outcome::Return(XenErrno::Enosys.to_ret())

@@ -15,6 +15,7 @@
 
 pub mod cpuid;
 pub mod domain;
+pub mod evtchn;
 pub mod gnttab;
 pub mod guest;
 pub mod hcall_page;
@@ -29,6 +30,7 @@ pub mod sched;
 pub mod shared_info;
 pub mod special;
 pub mod time;
+pub mod timer;
 pub mod vcpu;
 pub mod version;
 mod console;

@@ -31,3 +31,57 @@ pub trait Physmap: Send + Sync {
     /// A previous overlay at `old_gfn` (if any) is removed and RAM under it restored.
     fn move_overlay(&self, old_gfn: Option<u64>, gfn: u64, page: &crate::page::SharedPage) -> Result<(), PhysmapError>;
 }
+
+/// How an event-channel upcall reaches a vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpcallVia {
+    /// `HVM_PARAM_CALLBACK_IRQ` type 2 (`HVM_PARAM_CALLBACK_TYPE_VECTOR`): Xen
+    /// injects the vector itself, not through the LAPIC (no EOI), and keeps
+    /// injecting it on every entry while the vCPU's `evtchn_upcall_pending` is set
+    /// and it accepts interrupts (KVM's `KVM_XEN_ATTR_TYPE_UPCALL_VECTOR`).
+    CallbackVector(u8),
+    /// `HVMOP_set_evtchn_upcall_vector`: a fixed, edge-triggered interrupt sent
+    /// to this vCPU's LAPIC (the guest EOIs it). A disabled LAPIC drops it.
+    LapicVector(u8),
+}
+
+/// The interrupt line of a `HVM_PARAM_CALLBACK_IRQ` of type 0 or 1. Its level
+/// follows vCPU 0's `evtchn_upcall_pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackLine {
+    /// Type 0: a GSI of the I/O APIC (and the PIC below 16). Xen keeps 8 bits.
+    Gsi(u8),
+    /// Type 1: INTx pin `pin` (0 = INTA#) of PCI device `dev` on bus 0.
+    PciIntx { dev: u8, pin: u8 },
+}
+
+/// Delivery of events into the guest and the wake-ups the core asks for. The
+/// core calls these with the domain lock held: implementations must not take it;
+/// they record, signal or inject, and return.
+pub trait Upcall: Send + Sync {
+    /// `vcpu`'s `evtchn_upcall_pending` went from 0 to 1 (or the route changed
+    /// while it was set): deliver the upcall through `via`, waking the vCPU if it
+    /// is halted or waiting.
+    fn raise(&self, vcpu: u32, via: UpcallVia);
+    /// Drives the callback line (GSI or PCI INTx) to `asserted`. The core asserts
+    /// it when vCPU 0's upcall becomes pending; the guest clears the flag itself,
+    /// so the VMM calls [`crate::Domain::sync_callback_line`] after vCPU 0 exits
+    /// while the line is asserted (as Xen does on VM entry).
+    fn set_line(&self, line: CallbackLine, asserted: bool);
+    /// `vcpu` is waiting in `SCHEDOP_poll` or `SCHEDOP_block` and one of the
+    /// things it waits for happened: wake it so it re-checks
+    /// [`crate::Domain::wait_done`].
+    fn kick(&self, vcpu: u32);
+    /// `vcpu`'s earliest Xen timer deadline changed (`None`: no timer armed). The
+    /// VMM's timer thread re-plans and calls [`crate::Domain::fire_timers`] when
+    /// [`crate::Domain::next_timer_deadline`] passes.
+    fn timer_changed(&self, vcpu: u32, deadline_ns: Option<u64>);
+}
+
+/// The VMM's PV backends, which play domain 0 for the guest's interdomain event
+/// channels. Called with the domain lock held: record or signal, and return.
+pub trait BackendNotify: Send + Sync {
+    /// The guest sent an event on the channel whose backend end is `backend_port`
+    /// (an `EVTCHNOP_send` that Xen would set pending in domain 0).
+    fn notify(&self, backend_port: u32);
+}

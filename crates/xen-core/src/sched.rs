@@ -89,26 +89,38 @@ impl Domain {
     }
 
     fn begin_wait(&mut self, req: &HypercallRequest, wait: Wait) -> Outcome {
+        // A due timer fires first: its event may be what ends the wait.
+        let now = self.now_ns();
+        self.fire_vcpu_timers(req.vcpu, now);
         if self.wait_done(req.vcpu, &wait) {
             return Outcome::Return(0);
+        }
+        if let Some(v) = self.events.vcpus.get_mut(req.vcpu as usize) {
+            v.wait = Some(wait.clone());
         }
         self.set_runstate(req.vcpu, RUNSTATE_BLOCKED, req.paging);
         Outcome::Wait(wait)
     }
 
     /// Whether a blocked vCPU may resume: an awaited port (or, with no ports,
-    /// any upcall) is pending, or the deadline has passed.
+    /// any upcall) is pending, the deadline has passed, or one of the vCPU's
+    /// Xen timers is due. [`Domain::wait_deadline`] says when to look again.
     pub fn wait_done(&self, vcpu: u32, wait: &Wait) -> bool {
         let event = if wait.ports.is_empty() {
             self.upcall_pending(vcpu)
         } else {
             wait.ports.iter().any(|p| self.port_pending(*p))
         };
-        event || wait.deadline_ns.is_some_and(|d| self.now_ns() >= d)
+        event || wait.deadline_ns.is_some_and(|d| self.now_ns() >= d) || self.timer_due(vcpu)
     }
 
     /// Completes a wait: the vCPU runs again; the value goes to rax.
     pub fn end_wait(&mut self, vcpu: u32, paging: PagingState) -> i64 {
+        if let Some(v) = self.events.vcpus.get_mut(vcpu as usize) {
+            v.wait = None;
+        }
+        let now = self.now_ns();
+        self.fire_vcpu_timers(vcpu, now);
         self.set_runstate(vcpu, RUNSTATE_RUNNING, paging);
         0
     }

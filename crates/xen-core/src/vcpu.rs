@@ -77,6 +77,9 @@ impl Domain {
                 }
                 Ok(0)
             }
+            VCPUOP_SET_PERIODIC_TIMER | VCPUOP_STOP_PERIODIC_TIMER | VCPUOP_SET_SINGLESHOT_TIMER | VCPUOP_STOP_SINGLESHOT_TIMER => {
+                self.vcpu_timer_op(req, cmd, vcpu, arg)
+            }
             _ => {
                 self.report_unknown(HYPERVISOR_VCPU_OP, cmd, "vcpu_op sub-op");
                 Err(XenErrno::Enosys)
@@ -103,7 +106,8 @@ impl Domain {
         }
         let base = info.mfn * 4096 + u64::from(info.offset);
         // Carry over what the legacy slot held, then mark everything pending so
-        // no event is lost in the move (the guest copes with a spurious upcall).
+        // no event is lost in the move (the guest copes with a spurious upcall):
+        // all selector bits, and the upcall through the normal route.
         let mut content = [0u8; VCPU_INFO_SIZE as usize];
         if vcpu < XEN_LEGACY_MAX_VCPUS {
             self.shared_info.read((u64::from(vcpu) * VCPU_INFO_SIZE) as usize, &mut content);
@@ -116,11 +120,9 @@ impl Domain {
         if let Some(sel) = content.get_mut(sel_off..sel_off + sel_len) {
             sel.fill(0xFF);
         }
-        if let Some(pending) = content.first_mut() {
-            *pending = 1;
-        }
         self.mem.write_in_page(base, &content).map_err(|_| XenErrno::Einval)?;
         self.vcpu_mut(vcpu)?.vcpu_info = Some((info.mfn, info.offset));
+        self.mark_events_pending(vcpu);
         self.write_vcpu_info_pvclock(vcpu);
         Ok(0)
     }

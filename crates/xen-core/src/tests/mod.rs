@@ -3,9 +3,12 @@
 //! both the return value and the guest memory the call wrote.
 
 mod args;
+mod evtchn;
 mod gnttab;
 mod hypercalls;
 mod paging;
+mod timer;
+mod upcall;
 mod vcpu_sched;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +19,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::hypercall::{CpuMode, HypercallRegs};
 use crate::page::SharedPage;
-use crate::ports::{Clock, ConsoleSink, Physmap, PhysmapError};
+use crate::ports::{BackendNotify, CallbackLine, Clock, ConsoleSink, Physmap, PhysmapError, Upcall, UpcallVia};
 use crate::{Domain, DomainConfig, HypercallRequest, Outcome, PagingState};
 
 pub const RAM_SIZE: u64 = 16 << 20;
@@ -65,11 +68,57 @@ impl Physmap for RecordingPhysmap {
     }
 }
 
+/// What the core asked of the `Upcall` port, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpcallEvent {
+    Raise(u32, UpcallVia),
+    Line(CallbackLine, bool),
+    Kick(u32),
+    Timer(u32, Option<u64>),
+}
+
+#[derive(Default)]
+pub struct RecordingUpcall(pub Mutex<Vec<UpcallEvent>>);
+
+impl RecordingUpcall {
+    /// Returns and forgets what was recorded.
+    pub fn take(&self) -> Vec<UpcallEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Upcall for RecordingUpcall {
+    fn raise(&self, vcpu: u32, via: UpcallVia) {
+        self.0.lock().unwrap().push(UpcallEvent::Raise(vcpu, via));
+    }
+    fn set_line(&self, line: CallbackLine, asserted: bool) {
+        self.0.lock().unwrap().push(UpcallEvent::Line(line, asserted));
+    }
+    fn kick(&self, vcpu: u32) {
+        self.0.lock().unwrap().push(UpcallEvent::Kick(vcpu));
+    }
+    fn timer_changed(&self, vcpu: u32, deadline_ns: Option<u64>) {
+        self.0.lock().unwrap().push(UpcallEvent::Timer(vcpu, deadline_ns));
+    }
+}
+
+/// Backend ports the guest notified, in order.
+#[derive(Default)]
+pub struct RecordingBackends(pub Mutex<Vec<u32>>);
+
+impl BackendNotify for RecordingBackends {
+    fn notify(&self, backend_port: u32) {
+        self.0.lock().unwrap().push(backend_port);
+    }
+}
+
 pub struct TestDomain {
     pub d: Domain,
     pub clock: Arc<FakeClock>,
     pub console: Arc<RecordingConsole>,
     pub physmap: Arc<RecordingPhysmap>,
+    pub upcall: Arc<RecordingUpcall>,
+    pub backends: Arc<RecordingBackends>,
     pub paging: PagingState,
     pub compat: bool,
 }
@@ -86,9 +135,17 @@ impl TestDomain {
         let console = Arc::new(RecordingConsole::default());
         let physmap = Arc::new(RecordingPhysmap::default());
         let cfg = DomainConfig { xen_version: 0x40011, domid: 1, vcpus, max_gfn: (1 << 40) - 1, handle: [7; 16], gnttab_max_frames: 64 };
-        let ports = crate::domain::Ports { clock: clock.clone(), console: console.clone(), physmap: physmap.clone() };
+        let upcall = Arc::new(RecordingUpcall::default());
+        let backends = Arc::new(RecordingBackends::default());
+        let ports = crate::domain::Ports {
+            clock: clock.clone(),
+            console: console.clone(),
+            physmap: physmap.clone(),
+            upcall: upcall.clone(),
+            backends: backends.clone(),
+        };
         let d = Domain::new(cfg, ram, ports).unwrap();
-        Self { d, clock, console, physmap, paging: PagingState::flat(), compat: false }
+        Self { d, clock, console, physmap, upcall, backends, paging: PagingState::flat(), compat: false }
     }
 
     pub fn advance_ns(&self, ns: u64) {
@@ -143,5 +200,9 @@ pub const ENOENT: i64 = -2;
 pub const ESRCH: i64 = -3;
 pub const ENXIO: i64 = -6;
 pub const EFAULT: i64 = -14;
+pub const EBUSY: i64 = -16;
+pub const EEXIST: i64 = -17;
 pub const EINVAL: i64 = -22;
+pub const ENOSPC: i64 = -28;
 pub const ENOSYS: i64 = -38;
+pub const ETIME: i64 = -62;
