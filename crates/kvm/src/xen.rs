@@ -84,11 +84,10 @@ impl KvmVm {
 
     /// Asks KVM to intercept Xen hypercalls and to own hypercall-MSR `msr`.
     pub fn enable_xen_hypercalls(&self, msr: u32) -> Result<()> {
-        let mut flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL;
-        if self.kernel_evtchn() {
-            flags |= KVM_XEN_HVM_CONFIG_EVTCHN_SEND;
-        }
-        let cfg = kvm_xen_hvm_config { flags, msr, ..Default::default() };
+        // Event channels stay in userspace for now: with EVTCHN_SEND the kernel
+        // would also need the shared_info location and every delivery (see
+        // set_xen_shared_info); without it, KVM 6.1 answers SCHEDOP_poll as a yield.
+        let cfg = kvm_xen_hvm_config { flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, msr, ..Default::default() };
         // SAFETY: the ioctl reads a kvm_xen_hvm_config, which `cfg` is, from a
         // valid reference; the VM fd is open for the VM's lifetime.
         let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_CONFIG(), &cfg) };

@@ -14,10 +14,13 @@ use xenkvm_devices::ioapic::{Ioapic, IOAPIC_BASE, IOAPIC_SIZE};
 use xenkvm_devices::{MmioBus, PioBus};
 use xenkvm_boot::mptable::PciIrq;
 
+use crate::events::{Backends, IntxRoute, Signal, VmmUpcall};
 use crate::irq::{IoapicPin, KvmMsi};
+use std::sync::atomic::AtomicBool;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
 use xenkvm_kvm::{KvmVcpu, KvmVm};
 use xenkvm_xen_abi::cpuid::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
+use xenkvm_xen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_STORE_EVTCHN};
 use xenkvm_xen_core::cpuid::XenCpuidConfig;
 use xenkvm_xen_core::domain::Ports;
 use xenkvm_xen_core::page::SharedPage;
@@ -38,10 +41,28 @@ pub const XENSTORE_GFN: u64 = 0xFEFF8;
 pub const CONSOLE_GFN: u64 = 0xFEFF9;
 const SPECIAL_AREA: [(u64, u64); 1] = [(XENSTORE_GFN << 12, 0x2000)];
 
-/// Host pages shared with the guest for its xenstore and console rings.
+/// Host pages shared with the guest for its xenstore and console rings, and
+/// the backend ends of their event channels.
 pub struct SpecialPages {
+    #[allow(dead_code, reason = "the xenstore server attaches here next")]
     pub xenstore: Arc<SharedPage>,
     pub console: Arc<SharedPage>,
+    #[allow(dead_code, reason = "the xenstore server attaches here next")]
+    pub xenstore_port: u32,
+    pub console_port: u32,
+}
+
+/// What threads of one VM wake each other with.
+#[derive(Default, Clone)]
+pub struct Signals {
+    /// vCPUs waiting in SCHEDOP_block/poll.
+    pub waiters: Arc<Signal>,
+    /// The Xen timer thread.
+    pub timers: Arc<Signal>,
+    /// Backend kicks from the guest.
+    pub backends: Arc<Backends>,
+    /// The callback GSI/INTx line is asserted (vCPU 0 re-checks it after exits).
+    pub line_asserted: Arc<AtomicBool>,
 }
 
 /// A VM ready to run.
@@ -52,6 +73,7 @@ pub struct BuiltVm {
     pub mmio: MmioBus,
     pub ioapic: Arc<Mutex<Ioapic>>,
     pub special: SpecialPages,
+    pub signals: Signals,
     /// COM1, when it is connected to stdio (stdin feeds its receiver).
     pub serial: Option<Arc<Mutex<Com1>>>,
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
@@ -126,31 +148,50 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         handle: *b"xenkvm-domain-01",
         gnttab_max_frames: cfg.accel.gnttab_max_frames,
     };
+    let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
+    let signals = Signals::default();
+    let upcall = VmmUpcall {
+        msi: KvmMsi(kvm.clone()),
+        ioapic: ioapic.clone(),
+        intx: IntxRoute { slot: PLATFORM_SLOT, ioapic_pin: usize::from(PLATFORM_PIN) },
+        waiters: signals.waiters.clone(),
+        timers: signals.timers.clone(),
+        line_asserted: signals.line_asserted.clone(),
+    };
     let ports = Ports {
         clock: Arc::new(clock),
         console: Arc::new(HypervisorConsole::new(DOMID)),
         physmap: kvm.clone(),
+        upcall: Arc::new(upcall),
+        backends: signals.backends.clone(),
     };
     let mut domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
     let special = special_pages(&mut domain)?;
-    let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
     let mut mmio = MmioBus::new_mmio();
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
     let (bus, serial) = devices(cfg, &ioapic)?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, ram, hypercall_msr })
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, signals, ram, hypercall_msr })
 }
 
+/// Maps the xenstore and console pages, grants them to the backends through the
+/// reserved grant refs, and opens an unbound channel for each, as a toolstack does.
 fn special_pages(domain: &mut Domain) -> Result<SpecialPages, VmmError> {
+    let internal = |e: String| VmmError::Internal(e);
     let alloc = || SharedPage::new().map(Arc::new).map_err(|e| VmmError::AllocateMemory(e.to_string()));
-    let pages = SpecialPages { xenstore: alloc()?, console: alloc()? };
-    let map = |d: &mut Domain, which, gfn, page: &Arc<SharedPage>| {
-        d.map_special_page(which, gfn, page.clone()).map_err(|e| VmmError::Internal(e.to_string()))
+    let (xenstore, console) = (alloc()?, alloc()?);
+    domain.map_special_page(SpecialPage::Xenstore, XENSTORE_GFN, xenstore.clone()).map_err(|e| internal(e.to_string()))?;
+    domain.map_special_page(SpecialPage::Console, CONSOLE_GFN, console.clone()).map_err(|e| internal(e.to_string()))?;
+    domain.seed_reserved(Some(CONSOLE_GFN), Some(XENSTORE_GFN)).map_err(|e| internal(format!("{e:?}")))?;
+    let mut channel = |param| -> Result<u32, VmmError> {
+        let guest_port = domain.alloc_unbound_for_backend().map_err(|e| internal(e.to_string()))?;
+        domain.set_param_host(param, u64::from(guest_port));
+        domain.backend_bind_interdomain(guest_port).map_err(|e| internal(e.to_string()))
     };
-    map(domain, SpecialPage::Xenstore, XENSTORE_GFN, &pages.xenstore)?;
-    map(domain, SpecialPage::Console, CONSOLE_GFN, &pages.console)?;
-    Ok(pages)
+    let xenstore_port = channel(HVM_PARAM_STORE_EVTCHN)?;
+    let console_port = channel(HVM_PARAM_CONSOLE_EVTCHN)?;
+    Ok(SpecialPages { xenstore, console, xenstore_port, console_port })
 }
 
 /// Picks the hypercall transport: the kernel's interception where the host has

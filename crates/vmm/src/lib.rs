@@ -6,6 +6,7 @@
 mod builder;
 pub mod config;
 mod console;
+mod events;
 mod irq;
 mod pvconsole;
 mod stdin;
@@ -127,6 +128,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
             domain: vm.domain.clone(),
             control: control.clone(),
             hypercall_msr: vm.hypercall_msr,
+            signals: vm.signals.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("vcpu{}", vcpu.id))
@@ -137,15 +139,28 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
     if let Some(serial) = vm.serial.clone() {
         stdin::forward_to_serial(serial);
     }
-    let console = vm.special.console.clone();
-    let console_control = control.clone();
+    let console = pvconsole::Console {
+        page: vm.special.console.clone(),
+        port: vm.special.console_port,
+        domain: vm.domain.clone(),
+        backends: vm.signals.backends.clone(),
+        control: control.clone(),
+    };
     let console_thread = std::thread::Builder::new()
         .name("pvconsole".into())
-        .spawn(move || pvconsole::run(console, console_control))
+        .spawn(move || console.run())
+        .map_err(VmmError::SpawnThread)?;
+    let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
+    let timer_thread = std::thread::Builder::new()
+        .name("xen-timers".into())
+        .spawn(move || events::run_timers(domain, timers, timer_control))
         .map_err(VmmError::SpawnThread)?;
     let end = control.wait(limit);
     control.finish(end.clone());
+    vm.signals.timers.notify();
+    vm.signals.backends.signal.notify();
     let _ = console_thread.join();
+    let _ = timer_thread.join();
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.
         std::mem::forget(vm.ram);

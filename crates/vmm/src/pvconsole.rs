@@ -1,36 +1,55 @@
-//! The primary PV console (hvc0): drains the guest's console ring to stdout.
-//! Until event channels carry the guest's kicks, the ring is polled.
+//! The primary PV console (hvc0): drains the guest's console ring to stdout
+//! when the guest kicks its event channel (and every few milliseconds, in case
+//! a kick was missed), and tells the guest when it made room.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xenkvm_xen_core::page::SharedPage;
+use xenkvm_xen_core::Domain;
 use xenkvm_xen_pv::console::{ConsoleRing, Progress};
 
+use crate::events::Backends;
 use crate::vcpu::RunControl;
 
-const POLL: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(20);
 
-/// Runs until the VM stops, copying console output to stdout.
-pub fn run(page: Arc<SharedPage>, control: Arc<RunControl>) {
-    let ring = ConsoleRing::new(&page);
-    let mut warned = false;
-    loop {
-        let mut p = Progress::default();
-        ring.read_output(&mut p);
-        if p.broken && !warned {
-            tracing::warn!("guest console ring indices are inconsistent; ignoring its output");
-            warned = true;
+/// The console backend of one VM.
+pub struct Console {
+    pub page: Arc<SharedPage>,
+    /// Our (backend) end of the console event channel.
+    pub port: u32,
+    pub domain: Arc<Mutex<Domain>>,
+    pub backends: Arc<Backends>,
+    pub control: Arc<RunControl>,
+}
+
+impl Console {
+    /// Runs until the VM stops.
+    pub fn run(self) {
+        let ring = ConsoleRing::new(&self.page);
+        let mut warned = false;
+        while !self.control.stopping() {
+            let seen = self.backends.signal.current();
+            self.backends.take(self.port);
+            let mut p = Progress::default();
+            ring.read_output(&mut p);
+            if p.broken && !warned {
+                tracing::warn!("guest console ring indices are inconsistent; ignoring its output");
+                warned = true;
+            }
+            if !p.output.is_empty() {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&p.output);
+                let _ = out.flush();
+            }
+            if p.notify() {
+                if let Ok(mut d) = self.domain.lock() {
+                    let _ = d.backend_send(self.port);
+                }
+            }
+            self.backends.signal.wait(seen, POLL);
         }
-        if !p.output.is_empty() {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&p.output);
-            let _ = out.flush();
-        }
-        if control.stopping() {
-            return;
-        }
-        std::thread::sleep(POLL);
     }
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use xenkvm_devices::ioapic::Ioapic;
+
+use crate::builder::Signals;
 use xenkvm_devices::{MmioBus, PioBus};
 use xenkvm_kvm::{ExitHandler, KvmVcpu, VcpuEvent};
 use xenkvm_xen_core::{Domain, HypercallRequest, Outcome, ShutdownReason, Wait};
@@ -66,8 +68,9 @@ impl RunControl {
     }
 }
 
-/// Longest sleep between checks while a vCPU waits in SCHEDOP_block/poll.
-const WAIT_SLICE: Duration = Duration::from_millis(10);
+/// Longest sleep between checks while a vCPU waits in SCHEDOP_block/poll
+/// (kicks from the core end a sleep early).
+const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// What a vCPU thread needs to handle its exits.
 pub struct Handler {
@@ -77,6 +80,7 @@ pub struct Handler {
     pub domain: Arc<Mutex<Domain>>,
     pub control: Arc<RunControl>,
     pub hypercall_msr: u32,
+    pub signals: Signals,
 }
 
 impl Handler {
@@ -97,13 +101,14 @@ impl Handler {
             if self.control.stopping() {
                 return None;
             }
+            let seen = self.signals.waiters.current();
             let d = self.domain()?;
             if d.wait_done(req.vcpu, wait) {
                 break;
             }
-            let left = wait.deadline_ns.map(|dl| Duration::from_nanos(dl.saturating_sub(d.now_ns())));
+            let left = d.wait_deadline(req.vcpu, wait).map(|dl| Duration::from_nanos(dl.saturating_sub(d.now_ns())));
             drop(d);
-            std::thread::sleep(left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE)));
+            self.signals.waiters.wait(seen, left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE)));
         }
         Some(self.domain()?.end_wait(req.vcpu, req.paging))
     }
@@ -174,6 +179,12 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
             Ok(e) => e,
             Err(e) => VcpuEvent::Fatal(e.to_string()),
         };
+        if vcpu.id == 0 && handler.signals.line_asserted.load(std::sync::atomic::Ordering::SeqCst) {
+            // The guest clears evtchn_upcall_pending itself: lower the line then.
+            if let Ok(mut d) = handler.domain.lock() {
+                d.sync_callback_line();
+            }
+        }
         match event {
             VcpuEvent::Continue | VcpuEvent::Interrupted | VcpuEvent::Stop => {}
             VcpuEvent::Halted { if_flag: false } => control.finish(GuestEnd::HaltedForever(vcpu.id)),

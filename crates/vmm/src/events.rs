@@ -1,0 +1,141 @@
+//! The VMM's side of event channels: upcalls into the guest, wake-ups of
+//! waiting vCPUs and backends, and the Xen timer thread.
+//!
+//! The Xen core calls these ports with the domain lock held, so they only
+//! signal, send an MSI or drive a line; they never take the domain lock.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use xenkvm_devices::ioapic::Ioapic;
+use xenkvm_xen_core::ports::{BackendNotify, CallbackLine, Upcall, UpcallVia};
+use xenkvm_xen_core::Domain;
+
+use crate::irq::KvmMsi;
+use crate::vcpu::RunControl;
+use xenkvm_devices::ioapic::MsiSink;
+
+/// A generation counter with a condition variable: waiters sleep until it moves.
+#[derive(Default)]
+pub struct Signal {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Signal {
+    pub fn notify(&self) {
+        if let Ok(mut g) = self.generation.lock() {
+            *g = g.wrapping_add(1);
+        }
+        self.cond.notify_all();
+    }
+
+    pub fn current(&self) -> u64 {
+        self.generation.lock().map(|g| *g).unwrap_or(0)
+    }
+
+    /// Sleeps until the generation differs from `seen` or `limit` passes.
+    pub fn wait(&self, seen: u64, limit: Duration) {
+        let Ok(g) = self.generation.lock() else { return };
+        let _ = self.cond.wait_timeout_while(g, limit, |g| *g == seen);
+    }
+}
+
+/// PCI INTx routing of the MP table: the platform device's INTA#.
+pub struct IntxRoute {
+    pub slot: u8,
+    pub ioapic_pin: usize,
+}
+
+/// Implements the core's `Upcall` port.
+pub struct VmmUpcall {
+    pub msi: KvmMsi,
+    pub ioapic: Arc<Mutex<Ioapic>>,
+    pub intx: IntxRoute,
+    /// Woken when a waiting vCPU should re-check its wait.
+    pub waiters: Arc<Signal>,
+    /// Woken when a timer deadline moved.
+    pub timers: Arc<Signal>,
+    /// Mirrors the callback line, so vCPU 0 checks it without the domain lock.
+    pub line_asserted: Arc<AtomicBool>,
+}
+
+impl Upcall for VmmUpcall {
+    fn raise(&self, vcpu: u32, via: UpcallVia) {
+        // A fixed, edge-triggered MSI to the vCPU's local APIC (APIC id = vCPU id).
+        let vector = match via {
+            UpcallVia::LapicVector(v) | UpcallVia::CallbackVector(v) => v,
+        };
+        self.msi.send_msi(0xFEE0_0000 | (u64::from(vcpu & 0xFF) << 12), u32::from(vector));
+        self.waiters.notify();
+    }
+
+    fn set_line(&self, line: CallbackLine, asserted: bool) {
+        let pin = match line {
+            CallbackLine::Gsi(g) => usize::from(g),
+            CallbackLine::PciIntx { dev, pin: 0 } if dev == self.intx.slot => self.intx.ioapic_pin,
+            CallbackLine::PciIntx { dev, pin } => {
+                tracing::warn!("callback via PCI {dev:02x} INT{} has no I/O APIC route", (b'A' + pin) as char);
+                return;
+            }
+        };
+        self.line_asserted.store(asserted, Ordering::SeqCst);
+        if let Ok(mut io) = self.ioapic.lock() {
+            io.set_irq(pin, asserted);
+        }
+    }
+
+    fn kick(&self, _vcpu: u32) {
+        self.waiters.notify();
+    }
+
+    fn timer_changed(&self, _vcpu: u32, _deadline_ns: Option<u64>) {
+        self.timers.notify();
+    }
+}
+
+/// Implements the core's `BackendNotify` port: records which backend ports
+/// the guest kicked and wakes the backend threads.
+#[derive(Default)]
+pub struct Backends {
+    pending: Mutex<BTreeSet<u32>>,
+    pub signal: Signal,
+}
+
+impl Backends {
+    /// Takes the kick of `port`, if there was one.
+    pub fn take(&self, port: u32) -> bool {
+        self.pending.lock().map(|mut p| p.remove(&port)).unwrap_or(false)
+    }
+}
+
+impl BackendNotify for Backends {
+    fn notify(&self, backend_port: u32) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(backend_port);
+        }
+        self.signal.notify();
+    }
+}
+
+/// Longest sleep of the timer thread (it re-plans at least this often).
+const TIMER_SLICE: Duration = Duration::from_millis(100);
+
+/// The Xen timer thread: fires due timers (VIRQ_TIMER) and sleeps until the
+/// next deadline or until a vCPU re-arms.
+pub fn run_timers(domain: Arc<Mutex<Domain>>, timers: Arc<Signal>, control: Arc<RunControl>) {
+    while !control.stopping() {
+        let seen = timers.current();
+        let sleep = {
+            let Ok(mut d) = domain.lock() else { return };
+            let now = d.now_ns();
+            match d.fire_timers(now) {
+                Some(next) => Duration::from_nanos(next.saturating_sub(d.now_ns())).min(TIMER_SLICE),
+                None => TIMER_SLICE,
+            }
+        };
+        timers.wait(seen, sleep);
+    }
+}
