@@ -6,6 +6,15 @@ use crate::wire::{Message, MsgType};
 use crate::Xenstore;
 
 mod basic;
+mod perms;
+mod transactions;
+mod watches;
+mod quotas;
+mod domains;
+mod wire_paths;
+mod ring;
+mod fuzz;
+mod serialize;
 
 /// Sends `strings` (each NUL-terminated) as a request and returns all output.
 pub(crate) fn send(xs: &mut Xenstore, c: ConnId, ty: MsgType, tx: u32, strings: &[&str]) -> Vec<Message> {
