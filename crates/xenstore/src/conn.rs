@@ -7,7 +7,7 @@
 //! when it became known (for stale permission entries), whether it has been
 //! introduced, its features and its quotas.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::quota::Quotas;
 use crate::transaction::Transaction;
@@ -16,6 +16,10 @@ use crate::wire::Message;
 
 /// The privileged domain: the VMM, its backends and the socket clients.
 pub const PRIV_DOMID: u32 = 0;
+
+/// Watch events queued for a privileged connection before newer ones are
+/// dropped (unprivileged ones have the `watch-events` quota).
+pub const PRIV_EVENT_QUEUE_MAX: u32 = 65536;
 
 /// Base of relative paths of socket connections, as in C xenstored.
 pub const SOCKET_IMPLICIT_PATH: &str = "/local/domain/65535";
@@ -63,6 +67,8 @@ pub struct Connection {
     pub(crate) outstanding: u32,
     /// Watch events in the outbox.
     pub(crate) queued_events: u32,
+    /// Payloads of the queued watch events, to merge identical ones.
+    pub(crate) pending_events: HashMap<Vec<u8>, u32>,
     /// Watch events dropped because the queue was full.
     pub(crate) dropped_events: u64,
     /// Domain this one acts for (`SET_TARGET`).
@@ -83,6 +89,7 @@ impl Connection {
             outbox: VecDeque::new(),
             outstanding: 0,
             queued_events: 0,
+            pending_events: HashMap::new(),
             dropped_events: 0,
             target: None,
             epoch: 0,
@@ -150,6 +157,7 @@ impl Connection {
         self.outbox.clear();
         self.outstanding = 0;
         self.queued_events = 0;
+        self.pending_events.clear();
         self.epoch += 1;
     }
 
@@ -158,6 +166,7 @@ impl Connection {
             self.outstanding += 1;
         } else {
             self.queued_events += 1;
+            *self.pending_events.entry(msg.payload.clone()).or_insert(0) += 1;
         }
         self.outbox.push_back(Outgoing { msg, is_reply });
     }
@@ -168,6 +177,12 @@ impl Connection {
             self.outstanding = self.outstanding.saturating_sub(1);
         } else {
             self.queued_events = self.queued_events.saturating_sub(1);
+            if let Some(n) = self.pending_events.get_mut(&o.msg.payload) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending_events.remove(&o.msg.payload);
+                }
+            }
         }
         Some(o)
     }

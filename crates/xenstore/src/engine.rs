@@ -285,6 +285,9 @@ impl Xenstore {
             if replies != c.outstanding as usize || c.outbox.len() - replies != c.queued_events as usize {
                 return Err(format!("connection {:?}: outbox counters out of step", c.id));
             }
+            if c.pending_events.values().map(|n| *n as usize).sum::<usize>() != c.queued_events as usize {
+                return Err(format!("connection {:?}: event index out of step", c.id));
+            }
         }
         for d in self.domains.values() {
             if let Some(conn) = d.conn {

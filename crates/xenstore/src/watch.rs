@@ -17,7 +17,7 @@
 //!   pending events are not queued twice, and an unprivileged connection's
 //!   queue holds at most its `watch-events` quota.
 
-use crate::conn::{ConnKind, Connection, FEATURE_WATCHDEPTH, SUPPORTED_FEATURES};
+use crate::conn::{ConnKind, Connection, FEATURE_WATCHDEPTH, PRIV_EVENT_QUEUE_MAX, SUPPORTED_FEATURES};
 use crate::engine::{access_with, OpCtx, Xenstore};
 use crate::errno::Errno;
 use crate::path;
@@ -71,19 +71,17 @@ impl Watch {
 
 /// Queues an event for a connection, applying xenstored's filters. Returns
 /// whether it was queued.
-pub(crate) fn send_event(conn: &mut Connection, limit: Option<u32>, path: &str, token: &[u8]) -> bool {
+pub(crate) fn send_event(conn: &mut Connection, limit: u32, path: &str, token: &[u8]) -> bool {
     if path.len() + token.len() + 2 > XENSTORE_PAYLOAD_MAX {
         return false;
     }
     let msg = Message::watch_event(path.as_bytes(), token);
-    if !path.starts_with('@') && conn.outbox.iter().any(|o| !o.is_reply && o.msg.payload == msg.payload) {
+    if !path.starts_with('@') && conn.pending_events.contains_key(&msg.payload) {
         return false;
     }
-    if let Some(limit) = limit {
-        if quota::exceeds(limit, conn.queued_events as usize + 1) {
-            conn.dropped_events += 1;
-            return false;
-        }
+    if quota::exceeds(limit, conn.queued_events as usize + 1) {
+        conn.dropped_events += 1;
+        return false;
     }
     conn.push(msg, false);
     true
@@ -124,7 +122,11 @@ impl Xenstore {
             if !permitted {
                 continue;
             }
-            let limit = (!subject.privileged).then(|| domains.get(&subject.domid).map_or(global, |d| d.quotas).watch_events);
+            let limit = if subject.privileged {
+                PRIV_EVENT_QUEUE_MAX
+            } else {
+                domains.get(&subject.domid).map_or(global, |d| d.quotas).watch_events
+            };
             let hits: Vec<(String, Vec<u8>)> =
                 c.watches.iter().filter(|w| w.matches(name, m)).map(|w| (w.event_path(name).to_string(), w.token.clone())).collect();
             for (p, token) in hits {

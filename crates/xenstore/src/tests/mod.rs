@@ -15,6 +15,7 @@ mod wire_paths;
 mod ring;
 mod fuzz;
 mod serialize;
+mod server;
 
 /// Sends `strings` (each NUL-terminated) as a request and returns all output.
 pub(crate) fn send(xs: &mut Xenstore, c: ConnId, ty: MsgType, tx: u32, strings: &[&str]) -> Vec<Message> {
