@@ -153,7 +153,9 @@ pub fn create_domain_tree(xs: &mut Xenstore, tree: &DomainTree) -> Result<(), Er
         let mut c = Client { xs: &mut *xs, conn, tx: 0 };
         let started = c.call(MsgType::TransactionStart, &[b""]);
         let tx = match started {
-            Ok(id) => std::str::from_utf8(id.split(|b| *b == 0).next().unwrap_or(&[])).ok().and_then(|s| s.parse().ok()),
+            Ok(id) => {
+                std::str::from_utf8(id.split(|b| *b == 0).next().unwrap_or(&[])).ok().and_then(|s| s.parse().ok())
+            }
             Err(e) => {
                 result = Err(e);
                 break;

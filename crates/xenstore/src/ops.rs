@@ -35,7 +35,13 @@ impl Xenstore {
     /// view and checks `perm`. A missing node answers `ENOENT` only if the
     /// nearest existing ancestor grants some of `perm`, else `EACCES`, so that
     /// callers learn nothing about nodes they may not see.
-    pub(crate) fn lookup(&mut self, ctx: &mut OpCtx, raw: Option<&[u8]>, perm: Access, special: bool) -> Result<Lookup, Errno> {
+    pub(crate) fn lookup(
+        &mut self,
+        ctx: &mut OpCtx,
+        raw: Option<&[u8]>,
+        perm: Access,
+        special: bool,
+    ) -> Result<Lookup, Errno> {
         let raw = raw.ok_or(Errno::Inval)?;
         let (name, _) = path::canonicalize(raw, &ctx.implicit, special, ctx.path_max())?;
         let subject = ctx.subject;

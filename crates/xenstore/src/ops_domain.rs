@@ -310,7 +310,8 @@ impl Xenstore {
                 [d, ..] => {
                     let domid = domid_arg(d)?;
                     let dom = self.domains.get(&domid).ok_or(Errno::NoEnt)?;
-                    let conns: Vec<_> = self.conns.values().filter(|c| c.domid() == domid && c.kind != ConnKind::Socket).collect();
+                    let conns: Vec<_> =
+                        self.conns.values().filter(|c| c.domid() == domid && c.kind != ConnKind::Socket).collect();
                     let watches: usize = conns.iter().map(|c| c.watches.len()).sum();
                     let txs: usize = conns.iter().map(|c| c.transactions.len()).sum();
                     let s = format!(

@@ -46,7 +46,12 @@ fn local_off(name: &str) -> usize {
 /// `allow_special` admits `@…` paths, and `path_max` is the `path-max` quota of
 /// an unprivileged caller (counted without a `/local/domain/<id>/` prefix).
 /// Returns the absolute path and whether the input was relative.
-pub fn canonicalize(raw: &[u8], implicit: &str, allow_special: bool, path_max: Option<usize>) -> Result<(String, bool), Errno> {
+pub fn canonicalize(
+    raw: &[u8],
+    implicit: &str,
+    allow_special: bool,
+    path_max: Option<usize>,
+) -> Result<(String, bool), Errno> {
     if !valid_chars(raw) || (raw.first() == Some(&b'@') && !allow_special) {
         return Err(Errno::Inval);
     }

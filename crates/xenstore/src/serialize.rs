@@ -389,7 +389,8 @@ impl Xenstore {
         let generation = r.u64()?;
         for _ in 0..r.count(30)? {
             let path = r.string()?;
-            let ok = path == "/" || crate::path::canonicalize(path.as_bytes(), "/", true, None).is_ok_and(|(p, rel)| p == path && !rel);
+            let ok = path == "/"
+                || crate::path::canonicalize(path.as_bytes(), "/", true, None).is_ok_and(|(p, rel)| p == path && !rel);
             if !ok || store.contains(&path) {
                 return Err(invalid("node path"));
             }

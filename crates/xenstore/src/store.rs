@@ -42,7 +42,8 @@ impl Store {
         s.insert_new("/", root);
         s.insert_new("/tool", tool);
         s.insert_new("/tool/xenstored", Node::new(dom0()));
-        let release = Perms::from_vec(vec![Perm::new(0, Access::NONE), Perm::new(DOMID_ANY, Access::READ)]).unwrap_or_else(dom0);
+        let release =
+            Perms::from_vec(vec![Perm::new(0, Access::NONE), Perm::new(DOMID_ANY, Access::READ)]).unwrap_or_else(dom0);
         s.insert_new(RELEASE_DOMAIN, Node::new(release));
         s.insert_new(INTRODUCE_DOMAIN, Node::new(dom0()));
         s

@@ -72,7 +72,9 @@ impl Transaction {
 
     /// Whether commit would conflict with the committed tree now.
     pub fn conflicts(&self, store: &Store) -> bool {
-        self.accessed.iter().any(|(path, a)| a.check_gen && store.get(path).map_or(NO_GENERATION, |n| n.generation) != a.base_gen)
+        self.accessed
+            .iter()
+            .any(|(path, a)| a.check_gen && store.get(path).map_or(NO_GENERATION, |n| n.generation) != a.base_gen)
     }
 
     /// Applies the transaction to the store. `nodes_quota(domid)` gives the
@@ -146,7 +148,10 @@ impl View<'_> {
         let node = self.store.get(path).cloned();
         let base_gen = node.as_ref().map_or(NO_GENERATION, |n| n.generation);
         let old_perms = node.as_ref().map(|n| n.perms.clone());
-        tx.accessed.insert(path.to_string(), Accessed { base_gen, check_gen: true, modified: false, node, fire: None, old_perms });
+        tx.accessed.insert(
+            path.to_string(),
+            Accessed { base_gen, check_gen: true, modified: false, node, fire: None, old_perms },
+        );
         Ok(())
     }
 

@@ -114,7 +114,8 @@ impl Xenstore {
             }
             let subject = Subject { domid: c.domid(), privileged: c.privileged(), target: c.target };
             let readable = |p: &Option<PermsAt>| {
-                p.as_ref().is_some_and(|(perms, gen)| access_with(domains, &subject, perms, *gen).contains(Access::READ))
+                p.as_ref()
+                    .is_some_and(|(perms, gen)| access_with(domains, &subject, perms, *gen).contains(Access::READ))
             };
             let permitted = subject.privileged
                 || old.is_some_and(|o| access_with(domains, &subject, o, u64::MAX).contains(Access::READ))
@@ -127,8 +128,12 @@ impl Xenstore {
             } else {
                 domains.get(&subject.domid).map_or(global, |d| d.quotas).watch_events
             };
-            let hits: Vec<(String, Vec<u8>)> =
-                c.watches.iter().filter(|w| w.matches(name, m)).map(|w| (w.event_path(name).to_string(), w.token.clone())).collect();
+            let hits: Vec<(String, Vec<u8>)> = c
+                .watches
+                .iter()
+                .filter(|w| w.matches(name, m))
+                .map(|w| (w.event_path(name).to_string(), w.token.clone()))
+                .collect();
             for (p, token) in hits {
                 if send_event(c, limit, &p, &token) {
                     self.woken.insert(c.id);

@@ -90,7 +90,17 @@ fn default_tree_matches_libxl() {
     for ro in ["cpu", "memory", "device", "control", "name", "domid", "memory/target", "hvmloader"] {
         assert_eq!(list(&ok(&mut xs, d0, GetPerms, 0, &[&format!("{dom}/{ro}")])), vec!["n0", "r1"], "{ro}");
     }
-    for rw in ["control/shutdown", "control/feature-poweroff", "control/sysrq", "data", "drivers", "feature", "attr", "error", "device/suspend/event-channel"] {
+    for rw in [
+        "control/shutdown",
+        "control/feature-poweroff",
+        "control/sysrq",
+        "data",
+        "drivers",
+        "feature",
+        "attr",
+        "error",
+        "device/suspend/event-channel",
+    ] {
         assert_eq!(list(&ok(&mut xs, d0, GetPerms, 0, &[&format!("{dom}/{rw}")])), vec!["n1"], "{rw}");
     }
     assert_eq!(read(&mut xs, g, 0, "memory/target").unwrap(), "524288");

@@ -6,16 +6,16 @@ use crate::wire::{Message, MsgType};
 use crate::Xenstore;
 
 mod basic;
-mod perms;
-mod transactions;
-mod watches;
-mod quotas;
 mod domains;
-mod wire_paths;
-mod ring;
 mod fuzz;
+mod perms;
+mod quotas;
+mod ring;
 mod serialize;
 mod server;
+mod transactions;
+mod watches;
+mod wire_paths;
 
 /// Sends `strings` (each NUL-terminated) as a request and returns all output.
 pub(crate) fn send(xs: &mut Xenstore, c: ConnId, ty: MsgType, tx: u32, strings: &[&str]) -> Vec<Message> {

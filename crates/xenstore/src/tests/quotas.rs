@@ -19,7 +19,16 @@ fn guest(q: Quotas) -> (Xenstore, ConnId, ConnId) {
 fn defaults_are_c_xenstoreds() {
     let q = Quotas::default();
     assert_eq!(
-        (q.nodes, q.watches, q.outstanding, q.transactions, q.transaction_nodes, q.node_permissions, q.path_max, q.node_size),
+        (
+            q.nodes,
+            q.watches,
+            q.outstanding,
+            q.transactions,
+            q.transaction_nodes,
+            q.node_permissions,
+            q.path_max,
+            q.node_size
+        ),
         (1000, 128, 20, 10, 1024, 5, 2048, 2048)
     );
 }
@@ -93,7 +102,8 @@ fn watches_per_domain() {
 #[test]
 fn transactions_per_domain_and_nodes_per_transaction() {
     let (mut xs, _d0, g) = guest(Quotas { transaction_nodes: 5, ..Quotas::default() });
-    let ids: Vec<u32> = (0..10).map(|_| list(&ok(&mut xs, g, TransactionStart, 0, &[""]))[0].parse().unwrap()).collect();
+    let ids: Vec<u32> =
+        (0..10).map(|_| list(&ok(&mut xs, g, TransactionStart, 0, &[""]))[0].parse().unwrap()).collect();
     assert_eq!(err(&mut xs, g, TransactionStart, 0, &[""]), Errno::NoSpc);
     let tx = ids[0];
     for i in 0..5 {

@@ -224,7 +224,10 @@ fn random_ring_garbage_never_panics() {
                     let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
                     mem.write(rng.below(4096) as usize, &bytes);
                 }
-                1 => mem.store_u32([OFF_REQ_PROD, OFF_REQ_CONS, OFF_RSP_PROD, OFF_RSP_CONS, OFF_CONNECTION][rng.below(5) as usize], rng.next() as u32),
+                1 => mem.store_u32(
+                    [OFF_REQ_PROD, OFF_REQ_CONS, OFF_RSP_PROD, OFF_RSP_CONS, OFF_CONNECTION][rng.below(5) as usize],
+                    rng.next() as u32,
+                ),
                 2 => {
                     let cons = mem.load_u32(OFF_REQ_CONS);
                     mem.store_u32(OFF_REQ_PROD, cons.wrapping_add(rng.below(1100) as u32));

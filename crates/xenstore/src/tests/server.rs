@@ -14,7 +14,11 @@ use crate::{Message, Xenstore};
 
 fn socket_path() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir().join(format!("xenkvm-xs-test-{}-{}.sock", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    std::env::temp_dir().join(format!(
+        "xenkvm-xs-test-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 struct Client {
@@ -163,7 +167,12 @@ fn xen_test_xenstore() {
     let _server = SocketServer::spawn(&path, shared.clone()).unwrap();
     for args in [&[][..], &["-r", "2"]] {
         let out = Command::new(bin).args(args).env("XENSTORED_PATH", &path).output().unwrap();
-        assert!(out.status.success(), "test-xenstore {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "test-xenstore {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     shared.with(|xs| xs.check()).unwrap();
 }

@@ -58,7 +58,10 @@ fn rm_fires_exact_watches_below_and_subtree_watches_above() {
     ok(&mut xs, a, Rm, 0, &["/r/a"]);
     let mut got = events(&xs.drain(w));
     got.sort();
-    assert_eq!(got, vec![("/r/a".into(), "top".into()), ("/r/a/b".into(), "mid".into()), ("/r/a/b/c".into(), "deep".into())]);
+    assert_eq!(
+        got,
+        vec![("/r/a".into(), "top".into()), ("/r/a/b".into(), "mid".into()), ("/r/a/b/c".into(), "deep".into())]
+    );
 }
 
 #[test]
@@ -140,7 +143,10 @@ fn special_watches() {
     xs.introduce_domain(2, 1, 5).unwrap();
     let mut got = events(&xs.drain(d0));
     got.sort();
-    assert_eq!(got, vec![("@introduceDomain".into(), "intro".into()), ("@introduceDomain/2".into(), "intro-dom".into())]);
+    assert_eq!(
+        got,
+        vec![("@introduceDomain".into(), "intro".into()), ("@introduceDomain/2".into(), "intro-dom".into())]
+    );
     // @introduceDomain is dom0's only.
     assert!(xs.drain(g).is_empty());
     xs.domain_shutdown(2);

@@ -30,7 +30,24 @@ fn message_types_and_errors() {
     let names: Vec<&str> = Errno::ALL.iter().map(|e| e.as_str()).collect();
     assert_eq!(
         names,
-        ["EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO", "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM"]
+        [
+            "EINVAL",
+            "EACCES",
+            "EEXIST",
+            "EISDIR",
+            "ENOENT",
+            "ENOMEM",
+            "ENOSPC",
+            "EIO",
+            "ENOTEMPTY",
+            "ENOSYS",
+            "EROFS",
+            "EBUSY",
+            "EAGAIN",
+            "EISCONN",
+            "E2BIG",
+            "EPERM"
+        ]
     );
     for e in Errno::ALL {
         assert_eq!(Errno::from_name(e.as_str()), Some(e));
