@@ -5,7 +5,7 @@ use kvm_bindings::{kvm_msr_entry, kvm_segment, Msrs, KVM_EXIT_XEN, KVM_EXIT_XEN_
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use xenkvm_boot::{InitialCpuState, Segment};
 use xenkvm_xen_core::hcall_page::HYPERCALL_PORT;
-use xenkvm_xen_core::hypercall::{Abi, CpuMode, HypercallRegs};
+use xenkvm_xen_core::hypercall::{uses_time, Abi, CpuMode, HypercallRegs};
 use xenkvm_xen_core::{HypercallRequest, PagingState};
 
 use crate::{Error, Result};
@@ -149,7 +149,18 @@ impl KvmVcpu {
             r10: r.r10,
         };
         let (mode, cpl, paging) = self.mode_and_paging();
-        HypercallRequest::from_regs(self.id, &regs, mode, cpl, paging)
+        let mut req = HypercallRequest::from_regs(self.id, &regs, mode, cpl, paging);
+        req.guest_tsc = self.tsc_for(req.nr);
+        req
+    }
+
+    /// The exact TSC, for calls that read or arm Xen time (one MSR read).
+    fn tsc_for(&self, nr: u64) -> Option<u64> {
+        if uses_time(nr) {
+            self.guest_tsc().ok()
+        } else {
+            None
+        }
     }
 
     fn set_rax(&mut self, value: i64) {
@@ -179,7 +190,9 @@ impl KvmVcpu {
             cpl: u8::try_from(hc.cpl).unwrap_or(3),
             vm86: false,
             paging,
+            guest_tsc: None,
         };
+        let req = HypercallRequest { guest_tsc: self.tsc_for(req.nr), ..req };
         let Some(result) = h.hypercall(&req) else { return VcpuEvent::Stop };
         let run = self.fd.get_kvm_run();
         // Writing a union member is safe; KVM reads it back for this exit.

@@ -127,7 +127,10 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         vcpus.push(KvmVcpu::new(&kvm, id)?);
     }
     let bsp = vcpus.first().ok_or(VmmError::NoVcpu)?;
-    let clock = KvmClock { offset: bsp.guest_tsc()?.wrapping_sub(host_tsc()), khz: bsp.tsc_khz()? };
+    // Start the estimate a millisecond behind the vCPU's TSC, so the Xen time
+    // base (anchored where the estimate stands now) precedes every TSC read.
+    let khz = bsp.tsc_khz()?;
+    let clock = KvmClock::new(bsp.guest_tsc()?.wrapping_sub(host_tsc()).wrapping_sub(u64::from(khz)), khz);
     let base = xenkvm_kvm::cpuid::base_cpuid(&kvm.kvm)?;
     let xen_cpuid = XenCpuidConfig {
         xen_version: cfg.accel.xen_version,

@@ -6,6 +6,12 @@ use xenkvm_xen_abi::xen::*;
 use crate::domain::Domain;
 use crate::paging::PagingState;
 
+/// Hypercalls that read or arm Xen time, for which a transport should read
+/// the caller's TSC exactly (see [`HypercallRequest::guest_tsc`]).
+pub fn uses_time(nr: u64) -> bool {
+    matches!(nr, HYPERVISOR_VCPU_OP | HYPERVISOR_SET_TIMER_OP | HYPERVISOR_SCHED_OP | HYPERVISOR_HVM_OP)
+}
+
 /// Which argument convention the calling vCPU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Abi {
@@ -69,6 +75,9 @@ pub struct HypercallRequest {
     /// Whether the caller runs in virtual-8086 mode (refused like CPL > 0).
     pub vm86: bool,
     pub paging: PagingState,
+    /// The caller's TSC read at the exit, where the transport read it (for
+    /// time-related calls); it corrects the domain clock's estimate.
+    pub guest_tsc: Option<u64>,
 }
 
 impl HypercallRequest {
@@ -83,7 +92,7 @@ impl HypercallRequest {
             let args = [t(regs.rbx), t(regs.rcx), t(regs.rdx), t(regs.rsi), t(regs.rdi), t(regs.rbp)];
             (t(regs.rax), args, Abi::Compat32)
         };
-        Self { vcpu, nr, args, abi, cpl, vm86: mode == CpuMode::Vm86, paging }
+        Self { vcpu, nr, args, abi, cpl, vm86: mode == CpuMode::Vm86, paging, guest_tsc: None }
     }
 
     pub(crate) fn arg(&self, i: usize) -> u64 {
@@ -136,6 +145,9 @@ impl From<Result<i64, XenErrno>> for Outcome {
 impl Domain {
     /// Runs one hypercall for vCPU `req.vcpu`.
     pub fn hypercall(&mut self, req: &HypercallRequest) -> Outcome {
+        if let Some(tsc) = req.guest_tsc {
+            self.ports.clock.observe_guest_tsc(tsc);
+        }
         if req.cpl != 0 || req.vm86 {
             return Outcome::Return(XenErrno::Eperm.to_ret());
         }

@@ -10,6 +10,9 @@ pub trait Clock: Send + Sync {
     fn tsc_khz(&self) -> u32;
     /// Host wall-clock time, nanoseconds since the Unix epoch.
     fn wall_clock_ns(&self) -> u64;
+    /// A vCPU's TSC as read exactly at an exit, to correct the estimate behind
+    /// [`Clock::guest_tsc`] (hosts may hold a vCPU's TSC back while it is out).
+    fn observe_guest_tsc(&self, _tsc: u64) {}
 }
 
 /// Where `console_io` output goes (the hypervisor console, `xl dmesg` on Xen).

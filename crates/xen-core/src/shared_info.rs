@@ -51,7 +51,7 @@ impl Domain {
         }
         let off = u64::from(vcpu) * VCPU_INFO_SIZE + VCPU_INFO_TIME;
         let page = &self.shared_info;
-        let rec = self.time.pvclock(self.ports.clock.guest_tsc());
+        let rec = self.time.pvclock();
         write_pvclock(rec, |o, b| page.write(off as usize + o, b), page.load_u32(off as usize));
     }
 

@@ -57,7 +57,8 @@ pub struct TimeBase {
 }
 
 impl TimeBase {
-    /// A time base starting now.
+    /// A time base starting at guest TSC `tsc_now`, which must not be ahead of
+    /// any TSC value a vCPU will read.
     pub fn new(tsc_now: u64, tsc_khz: u32, wall_now_ns: u64) -> Self {
         Self { tsc0: tsc_now, scale: TscScale::for_khz(tsc_khz), tsc_khz, wall_at_zero_ns: wall_now_ns }
     }
@@ -67,13 +68,18 @@ impl TimeBase {
         self.scale.ticks_to_ns(tsc.wrapping_sub(self.tsc0))
     }
 
-    /// The pvclock record for a snapshot taken at guest TSC `tsc`.
-    pub fn pvclock(&self, tsc: u64) -> VcpuTimeInfo {
+    /// The pvclock record. Every record is anchored at system time zero: any
+    /// point of the line works for the guest's extrapolation, and this one is
+    /// behind every TSC value a vCPU can read. A recent anchor taken from a TSC
+    /// estimate could be ahead of a vCPU whose TSC the host held back (KVM does
+    /// that on hosts with an unstable TSC), and `tsc - tsc_timestamp` would
+    /// underflow in the guest.
+    pub fn pvclock(&self) -> VcpuTimeInfo {
         VcpuTimeInfo {
             version: 0,
             pad0: 0,
-            tsc_timestamp: tsc,
-            system_time: self.system_ns(tsc),
+            tsc_timestamp: self.tsc0,
+            system_time: 0,
             tsc_to_system_mul: self.scale.mul,
             tsc_shift: self.scale.shift,
             flags: XEN_PVCLOCK_TSC_STABLE_BIT,
@@ -104,8 +110,9 @@ mod tests {
 
     #[test]
     fn pvclock_extrapolates_to_system_time() {
-        let tb = TimeBase::new(1_000_000, 2_500_000, 1_700_000_000_000_000_000);
-        let rec = tb.pvclock(5_000_000_000);
+        let tb = TimeBase::new(1_000_000_000, 2_500_000, 1_700_000_000_000_000_000);
+        let rec = tb.pvclock();
+        assert_eq!((rec.tsc_timestamp, rec.system_time), (1_000_000_000, 0), "anchored at system time zero");
         let later = 9_000_000_000u64;
         let guest_ns = rec.system_time + tb.scale.ticks_to_ns(later - rec.tsc_timestamp);
         let diff = guest_ns.abs_diff(tb.system_ns(later));

@@ -132,7 +132,7 @@ impl Domain {
         self.write_slot_pvclock(vcpu);
         let Some((gfn, offset)) = self.vcpus.get(vcpu as usize).and_then(|v| v.vcpu_info) else { return };
         let base = gfn * 4096 + u64::from(offset) + VCPU_INFO_TIME;
-        let rec = self.time.pvclock(self.ports.clock.guest_tsc());
+        let rec = self.time.pvclock();
         let mut old = [0u8; 4];
         let _ = self.mem.read_in_page(base, &mut old);
         write_pvclock(rec, |o, b| self.mem.write_in_page(base + o as u64, b).is_ok(), u32::from_le_bytes(old));
@@ -142,7 +142,7 @@ impl Domain {
     fn write_time_area(&self, vcpu: u32, paging: PagingState) {
         let Some(gva) = self.vcpus.get(vcpu as usize).and_then(|v| v.time_area) else { return };
         let view = GuestView::new(&self.mem, paging);
-        let rec = self.time.pvclock(self.ports.clock.guest_tsc());
+        let rec = self.time.pvclock();
         let mut old = [0u8; 4];
         let _ = view.read_bytes(gva, &mut old);
         // A bad address is the guest's problem: Xen ignores failed updates too.
