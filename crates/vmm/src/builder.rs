@@ -44,12 +44,14 @@ const SPECIAL_AREA: [(u64, u64); 1] = [(XENSTORE_GFN << 12, 0x2000)];
 /// Host pages shared with the guest for its xenstore and console rings, and
 /// the backend ends of their event channels.
 pub struct SpecialPages {
-    #[allow(dead_code, reason = "the xenstore server attaches here next")]
     pub xenstore: Arc<SharedPage>,
     pub console: Arc<SharedPage>,
-    #[allow(dead_code, reason = "the xenstore server attaches here next")]
+    /// Backend ends of the channels.
     pub xenstore_port: u32,
     pub console_port: u32,
+    /// Guest ends (HVM_PARAM_STORE_EVTCHN / CONSOLE_EVTCHN).
+    pub xenstore_guest_port: u32,
+    pub console_guest_port: u32,
 }
 
 /// What threads of one VM wake each other with.
@@ -187,14 +189,15 @@ fn special_pages(domain: &mut Domain) -> Result<SpecialPages, VmmError> {
     domain.map_special_page(SpecialPage::Xenstore, XENSTORE_GFN, xenstore.clone()).map_err(|e| internal(e.to_string()))?;
     domain.map_special_page(SpecialPage::Console, CONSOLE_GFN, console.clone()).map_err(|e| internal(e.to_string()))?;
     domain.seed_reserved(Some(CONSOLE_GFN), Some(XENSTORE_GFN)).map_err(|e| internal(format!("{e:?}")))?;
-    let mut channel = |param| -> Result<u32, VmmError> {
+    let mut channel = |param| -> Result<(u32, u32), VmmError> {
         let guest_port = domain.alloc_unbound_for_backend().map_err(|e| internal(e.to_string()))?;
         domain.set_param_host(param, u64::from(guest_port));
-        domain.backend_bind_interdomain(guest_port).map_err(|e| internal(e.to_string()))
+        let backend = domain.backend_bind_interdomain(guest_port).map_err(|e| internal(e.to_string()))?;
+        Ok((backend, guest_port))
     };
-    let xenstore_port = channel(HVM_PARAM_STORE_EVTCHN)?;
-    let console_port = channel(HVM_PARAM_CONSOLE_EVTCHN)?;
-    Ok(SpecialPages { xenstore, console, xenstore_port, console_port })
+    let (xenstore_port, xenstore_guest_port) = channel(HVM_PARAM_STORE_EVTCHN)?;
+    let (console_port, console_guest_port) = channel(HVM_PARAM_CONSOLE_EVTCHN)?;
+    Ok(SpecialPages { xenstore, console, xenstore_port, console_port, xenstore_guest_port, console_guest_port })
 }
 
 /// Picks the hypercall transport: the kernel's interception where the host has

@@ -11,6 +11,7 @@ mod irq;
 mod pvconsole;
 mod stdin;
 mod vcpu;
+mod xenstored;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -150,6 +151,12 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .name("pvconsole".into())
         .spawn(move || console.run())
         .map_err(VmmError::SpawnThread)?;
+    let store = xenstored::Xenstored::new(cfg, &vm.special)?;
+    let (store_domain, store_backends, store_control) = (vm.domain.clone(), vm.signals.backends.clone(), control.clone());
+    let store_thread = std::thread::Builder::new()
+        .name("xenstored".into())
+        .spawn(move || store.run(store_domain, store_backends, store_control))
+        .map_err(VmmError::SpawnThread)?;
     let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
     let timer_thread = std::thread::Builder::new()
         .name("xen-timers".into())
@@ -161,6 +168,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
     vm.signals.backends.signal.notify();
     let _ = console_thread.join();
     let _ = timer_thread.join();
+    let _ = store_thread.join();
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.
         std::mem::forget(vm.ram);

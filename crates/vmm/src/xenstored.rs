@@ -1,0 +1,90 @@
+//! The in-VMM xenstored serving the guest's ring: the toolstack's tree for the
+//! domain, the domain introduced on the store page and channel, and a thread
+//! that runs the ring whenever the guest kicks the channel.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use xenkvm_xen_core::page::SharedPage;
+use xenkvm_xen_core::Domain;
+use xenkvm_xenstore::default_tree::{create_domain_tree, DomainTree};
+use xenkvm_xenstore::ring::{RingMemory, XenstoreRing};
+use xenkvm_xenstore::{Quotas, Xenstore};
+
+use crate::builder::{SpecialPages, CONSOLE_GFN, DOMID, XENSTORE_GFN};
+use crate::events::Backends;
+use crate::vcpu::RunControl;
+use crate::{VmConfig, VmmError};
+
+/// The store page as the ring transport reads it.
+struct Page<'a>(&'a SharedPage);
+
+impl RingMemory for Page<'_> {
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        if !self.0.read(offset, buf) {
+            buf.fill(0);
+        }
+    }
+    fn write(&self, offset: usize, buf: &[u8]) {
+        let _ = self.0.write(offset, buf);
+    }
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.0.load_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        self.0.store_u32(offset, value)
+    }
+}
+
+/// The xenstored of one VM.
+pub struct Xenstored {
+    xs: Xenstore,
+    ring: XenstoreRing,
+    page: Arc<SharedPage>,
+    port: u32,
+}
+
+/// Longest time between ring passes without a kick.
+const POLL: Duration = Duration::from_millis(50);
+
+impl Xenstored {
+    /// Builds the domain's tree and introduces it, as a toolstack does.
+    pub fn new(cfg: &VmConfig, special: &SpecialPages) -> Result<Self, VmmError> {
+        let mut xs = Xenstore::new(Quotas::default());
+        let mut tree = DomainTree::new(u32::from(DOMID), "xenkvm-guest", cfg.memory_bytes / 1024);
+        tree.vcpus = cfg.vcpus;
+        tree.store = Some((special.xenstore_guest_port, XENSTORE_GFN));
+        tree.console = Some((special.console_guest_port, CONSOLE_GFN));
+        let err = |e: xenkvm_xenstore::Errno| VmmError::Internal(format!("xenstore set-up: {e:?}"));
+        create_domain_tree(&mut xs, &tree).map_err(err)?;
+        let conn = xs.introduce_domain(u32::from(DOMID), XENSTORE_GFN, special.xenstore_guest_port).map_err(err)?;
+        let ring = XenstoreRing::new(&xs, conn, &Page(&special.xenstore));
+        Ok(Self { xs, ring, page: special.xenstore.clone(), port: special.xenstore_port })
+    }
+
+    /// Serves the ring until the VM stops.
+    pub fn run(mut self, domain: Arc<Mutex<Domain>>, backends: Arc<Backends>, control: Arc<RunControl>) {
+        while !control.stopping() {
+            let seen = backends.signal.current();
+            backends.take(self.port);
+            let mut notify = false;
+            loop {
+                let k = self.ring.kick(&mut self.xs, &Page(&self.page));
+                notify |= k.notify;
+                if let Some(e) = k.error {
+                    tracing::warn!("guest xenstore ring stopped with error {e}");
+                }
+                if !k.more {
+                    break;
+                }
+            }
+            let _ = self.xs.take_woken();
+            if notify {
+                if let Ok(mut d) = domain.lock() {
+                    let _ = d.backend_send(self.port);
+                }
+            }
+            backends.signal.wait(seen, POLL);
+        }
+    }
+}
