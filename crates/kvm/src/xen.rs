@@ -7,11 +7,15 @@
 
 use std::os::fd::AsRawFd;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use kvm_bindings::{
     kvm_xen_hvm_attr, kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO, KVM_XEN_ATTR_TYPE_LONG_MODE,
     KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
-    KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR,
+    KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
 };
+use xenkvm_xen_core::ports::KernelTime;
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
@@ -53,7 +57,14 @@ impl KvmVm {
 
     /// Hands vCPU `id`'s runstate area (guest-physical) to KVM, or takes it back.
     pub fn set_xen_runstate(&self, id: u32, gpa: Option<u64>) -> Result<()> {
-        let mut attr = kvm_xen_vcpu_attr { type_: KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR as u16, ..Default::default() };
+        self.set_vcpu_gpa_attr(id, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, gpa)
+    }
+
+    /// Sets a vCPU attribute that takes one guest-physical address. The vCPU
+    /// must not be inside KVM_RUN (KVM would wait for it): call it from that
+    /// vCPU's own thread (see [`XenTimeAttrs`]).
+    pub(crate) fn set_vcpu_gpa_attr(&self, id: u32, kind: u32, gpa: Option<u64>) -> Result<()> {
+        let mut attr = kvm_xen_vcpu_attr { type_: kind as u16, ..Default::default() };
         attr.u.gpa = gpa.unwrap_or(INVALID_GPA);
         let fds = self.vcpu_fds.lock().map_err(|_| Error::GuestMemory)?;
         let fd = fds.get(id as usize).ok_or(Error::XenAttr(kvm_ioctls::Error::new(libc::ENOENT)))?;
@@ -95,5 +106,76 @@ impl KvmVm {
             return Err(Error::XenHvmConfig(kvm_ioctls::Error::last()));
         }
         Ok(())
+    }
+}
+
+/// One vCPU attribute waiting for its vCPU's thread.
+#[derive(Debug, Clone, Copy)]
+struct PendingAttr {
+    vcpu: u32,
+    kind: u32,
+    gpa: Option<u64>,
+}
+
+/// KVM's Xen time keeping for the Xen core ([`KernelTime`]): the kernel keeps
+/// the pvclock in vcpu_info and the time area, and Xen system time is the KVM
+/// clock. Attribute changes are queued and applied by each vCPU's thread just
+/// before it re-enters the guest, because a vCPU ioctl waits while that vCPU
+/// sits in KVM_RUN (an AP waiting for its start-up IPI would never return).
+pub struct XenTimeAttrs {
+    vm: Arc<KvmVm>,
+    pending: Mutex<Vec<PendingAttr>>,
+    any: AtomicBool,
+}
+
+impl XenTimeAttrs {
+    pub fn new(vm: Arc<KvmVm>) -> Self {
+        Self { vm, pending: Mutex::new(Vec::new()), any: AtomicBool::new(false) }
+    }
+
+    fn queue(&self, vcpu: u32, kind: u32, gpa: Option<u64>) -> bool {
+        match self.pending.lock() {
+            Ok(mut p) => {
+                p.push(PendingAttr { vcpu, kind, gpa });
+                self.any.store(true, Ordering::Release);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Applies what is queued for vCPU `id` (called by that vCPU's thread).
+    pub fn apply(&self, id: u32) {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let mine: Vec<PendingAttr> = match self.pending.lock() {
+            Ok(mut p) => {
+                let (mine, rest): (Vec<_>, Vec<_>) = p.drain(..).partition(|a| a.vcpu == id);
+                *p = rest;
+                self.any.store(!p.is_empty(), Ordering::Release);
+                mine
+            }
+            Err(_) => return,
+        };
+        for a in mine {
+            if let Err(e) = self.vm.set_vcpu_gpa_attr(a.vcpu, a.kind, a.gpa) {
+                tracing::warn!("KVM refused Xen vCPU attribute {} for vCPU {}: {e}", a.kind, a.vcpu);
+            }
+        }
+    }
+}
+
+impl KernelTime for XenTimeAttrs {
+    fn now_ns(&self) -> u64 {
+        self.vm.fd.get_clock().map(|c| c.clock).unwrap_or(0)
+    }
+
+    fn vcpu_info_at(&self, vcpu: u32, gpa: u64) -> bool {
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, Some(gpa))
+    }
+
+    fn time_area_at(&self, vcpu: u32, gpa: Option<u64>) -> bool {
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO, gpa)
     }
 }

@@ -18,6 +18,7 @@ use crate::events::{Backends, IntxRoute, Signal, VmmUpcall};
 use crate::irq::{IoapicPin, KvmMsi};
 use std::sync::atomic::AtomicBool;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
+use xenkvm_kvm::xen::XenTimeAttrs;
 use xenkvm_kvm::{KvmVcpu, KvmVm};
 use xenkvm_xen_abi::cpuid::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
 use xenkvm_xen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_STORE_EVTCHN};
@@ -76,6 +77,8 @@ pub struct BuiltVm {
     pub ioapic: Arc<Mutex<Ioapic>>,
     pub special: SpecialPages,
     pub signals: Signals,
+    /// KVM's Xen time attributes, applied by each vCPU thread (kernel path only).
+    pub time_attrs: Option<Arc<XenTimeAttrs>>,
     /// COM1, when it is connected to stdio (stdin feeds its receiver).
     pub serial: Option<Arc<Mutex<Com1>>>,
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
@@ -121,7 +124,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     tracing::info!("host KVM: {}", kvm.caps);
     kvm.map_ram(&ram)?;
     let hypercall_msr = XEN_HYPERCALL_MSR;
-    setup_hypercalls(cfg, &kvm, hypercall_msr)?;
+    let kernel_hypercalls = setup_hypercalls(cfg, &kvm, hypercall_msr)?;
     let boot = load_kernel(cfg, &ram)?;
 
     let mut vcpus = Vec::new();
@@ -171,13 +174,18 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         backends: signals.backends.clone(),
     };
     let mut domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
+    // With the kernel's Xen support, KVM keeps the pvclock records and the clock.
+    let time_attrs = kernel_hypercalls.then(|| Arc::new(XenTimeAttrs::new(kvm.clone())));
+    if let Some(t) = &time_attrs {
+        domain.set_kernel_time(t.clone());
+    }
     let special = special_pages(&mut domain)?;
     let mut mmio = MmioBus::new_mmio();
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
     let (bus, serial) = devices(cfg, &ioapic)?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, signals, ram, hypercall_msr })
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, signals, time_attrs, ram, hypercall_msr })
 }
 
 /// Maps the xenstore and console pages, grants them to the backends through the
@@ -203,7 +211,7 @@ fn special_pages(domain: &mut Domain) -> Result<SpecialPages, VmmError> {
 /// Picks the hypercall transport: the kernel's interception where the host has
 /// it (it also installs the hypercall page), else trapped MSR writes and our
 /// own port-I/O hypercall page.
-fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<(), VmmError> {
+fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<bool, VmmError> {
     let kernel = match cfg.accel.hypercalls {
         HypercallPath::Auto => kvm.caps.kernel_xen_hypercalls(),
         HypercallPath::Kernel if !kvm.caps.kernel_xen_hypercalls() => {
@@ -219,7 +227,7 @@ fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<(), VmmErro
         tracing::info!("hypercalls: userspace hypercall page (port I/O)");
         kvm.trap_msr_writes(msr)?;
     }
-    Ok(())
+    Ok(kernel)
 }
 
 /// Where the platform device's BARs start out (Linux keeps firmware placements).

@@ -8,6 +8,7 @@ use std::time::Duration;
 use xenkvm_devices::ioapic::Ioapic;
 
 use crate::builder::Signals;
+use xenkvm_kvm::xen::XenTimeAttrs;
 use xenkvm_devices::{MmioBus, PioBus};
 use xenkvm_kvm::{ExitHandler, KvmVcpu, VcpuEvent};
 use xenkvm_xen_core::{Domain, HypercallRequest, Outcome, ShutdownReason, Wait};
@@ -81,6 +82,7 @@ pub struct Handler {
     pub control: Arc<RunControl>,
     pub hypercall_msr: u32,
     pub signals: Signals,
+    pub time_attrs: Option<Arc<XenTimeAttrs>>,
 }
 
 impl Handler {
@@ -175,6 +177,9 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
     }
     let control = handler.control.clone();
     while !control.stopping() {
+        if let Some(t) = &handler.time_attrs {
+            t.apply(vcpu.id);
+        }
         let event = match vcpu.run_once(&mut handler) {
             Ok(e) => e,
             Err(e) => VcpuEvent::Fatal(e.to_string()),

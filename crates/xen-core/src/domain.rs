@@ -67,6 +67,8 @@ pub struct Domain {
     /// The grant table (version 1).
     pub(crate) gnttab: GrantTable,
     pub(crate) ports: Ports,
+    /// The host kernel's time keeping, where it offers it.
+    pub(crate) kernel_time: Option<std::sync::Arc<dyn crate::ports::KernelTime>>,
     /// (hypercall, sub-op) pairs already reported as unknown: log once each.
     reported: HashSet<(u64, u64)>,
     /// Event channels, VIRQ bindings, upcall routing and Xen timers.
@@ -94,6 +96,7 @@ impl Domain {
             time,
             gnttab,
             ports,
+            kernel_time: None,
             reported: HashSet::new(),
             events: EventState::new(cfg_vcpus),
         };
@@ -122,10 +125,6 @@ impl Domain {
     }
 
     /// Current Xen system time in nanoseconds.
-    pub fn now_ns(&self) -> u64 {
-        self.time.system_ns(self.ports.clock.guest_tsc())
-    }
-
     /// The time base (for converting deadlines to host durations).
     pub fn time_base(&self) -> &TimeBase {
         &self.time

@@ -63,6 +63,7 @@ impl Domain {
         self.unhook_special_page(gfn);
         self.mem.set_overlay(gfn, self.shared_info.clone());
         self.shared_info_gfn = Some(gfn);
+        self.kernel_time_slots(gfn);
         Ok(0)
     }
 

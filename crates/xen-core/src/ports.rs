@@ -88,3 +88,16 @@ pub trait BackendNotify: Send + Sync {
     /// (an `EVTCHNOP_send` that Xen would set pending in domain 0).
     fn notify(&self, backend_port: u32);
 }
+
+/// Time keeping the host kernel can take over (KVM's Xen support): it then
+/// maintains the pvclock records itself, refreshing them whenever the vCPU's
+/// TSC is adjusted, and Xen system time is the kernel's clock.
+pub trait KernelTime: Send + Sync {
+    /// Xen system time in ns (the clock the kernel's pvclock records follow).
+    fn now_ns(&self) -> u64;
+    /// The kernel should keep `vcpu`'s vcpu_info pvclock at guest-physical
+    /// `gpa` (the vcpu_info's start). Returns whether it will.
+    fn vcpu_info_at(&self, vcpu: u32, gpa: u64) -> bool;
+    /// The same for the extra time area (`None`: unregister).
+    fn time_area_at(&self, vcpu: u32, gpa: Option<u64>) -> bool;
+}

@@ -43,6 +43,8 @@ pub struct VcpuState {
     /// Guest-virtual address of the runstate record, and whether it uses the compat layout.
     pub runstate_area: Option<(u64, bool)>,
     pub runstate: Runstate,
+    /// The host kernel keeps this vCPU's pvclock records (vcpu_info, time area).
+    pub kernel_time: bool,
 }
 
 impl Domain {
@@ -122,6 +124,7 @@ impl Domain {
         }
         self.mem.write_in_page(base, &content).map_err(|_| XenErrno::Einval)?;
         self.vcpu_mut(vcpu)?.vcpu_info = Some((info.mfn, info.offset));
+        self.kernel_time_vcpu_info(vcpu, base);
         self.mark_events_pending(vcpu);
         self.write_vcpu_info_pvclock(vcpu);
         Ok(0)
@@ -129,6 +132,9 @@ impl Domain {
 
     /// Writes a fresh pvclock into the vCPU's registered vcpu_info and its legacy slot.
     pub(crate) fn write_vcpu_info_pvclock(&self, vcpu: u32) {
+        if self.kernel_keeps_time(vcpu) {
+            return;
+        }
         self.write_slot_pvclock(vcpu);
         let Some((gfn, offset)) = self.vcpus.get(vcpu as usize).and_then(|v| v.vcpu_info) else { return };
         let base = gfn * 4096 + u64::from(offset) + VCPU_INFO_TIME;
@@ -141,6 +147,15 @@ impl Domain {
     /// Writes the pvclock into the registered time area (a guest-virtual address).
     fn write_time_area(&self, vcpu: u32, paging: PagingState) {
         let Some(gva) = self.vcpus.get(vcpu as usize).and_then(|v| v.time_area) else { return };
+        if self.kernel_time.is_some() {
+            // Hand the area to the kernel if it lies in one page.
+            let gpa = paging.translate(&self.mem, gva, true).ok().filter(|g| g % 4096 <= 4096 - 32);
+            if let Some(gpa) = gpa {
+                if self.kernel_time.clone().is_some_and(|kt| kt.time_area_at(vcpu, Some(gpa))) {
+                    return;
+                }
+            }
+        }
         let view = GuestView::new(&self.mem, paging);
         let rec = self.time.pvclock();
         let mut old = [0u8; 4];
