@@ -76,10 +76,16 @@ impl TimeInfo {
         snap
     }
 
-    /// A record the hypervisor has filled: even version, a non-zero multiplier
-    /// and the TSC-stable flag.
+    /// A record the hypervisor has filled: even version and a non-zero
+    /// multiplier. The TSC-stable flag is the host's to give: KVM leaves it
+    /// clear where the host TSC is unstable (as in the nested harness).
     pub fn is_valid(&self) -> bool {
-        self.version & 1 == 0 && self.tsc_to_system_mul != 0 && self.flags & XEN_PVCLOCK_TSC_STABLE_BIT != 0
+        self.version & 1 == 0 && self.tsc_to_system_mul != 0
+    }
+
+    /// Whether the hypervisor vouches that the TSC is stable across vCPUs.
+    pub fn tsc_stable(&self) -> bool {
+        self.flags & XEN_PVCLOCK_TSC_STABLE_BIT != 0
     }
 
     /// Converts a TSC delta to nanoseconds with this record's scale.
