@@ -91,6 +91,9 @@ pub struct VmConfig {
     pub no_reboot: bool,
     /// Wall-clock limit for the whole run (tests and benchmarks always set one).
     pub timeout: Option<Duration>,
+    /// Unix socket where Xen's tools reach the guest's xenstore as dom0
+    /// (`None`: a per-process path in the runtime directory).
+    pub xenstore_socket: Option<PathBuf>,
 }
 
 /// A `VmConfig` that cannot be run.
@@ -112,6 +115,15 @@ pub enum ConfigError {
 pub const MAX_VCPUS: u32 = 288;
 
 impl VmConfig {
+    /// The xenstore socket path: the configured one, else
+    /// `$XDG_RUNTIME_DIR/xenkvm-<pid>.xenstored` (or under the temp directory).
+    pub fn xenstore_socket_path(&self) -> PathBuf {
+        self.xenstore_socket.clone().unwrap_or_else(|| {
+            let dir = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+            dir.join(format!("xenkvm-{}.xenstored", std::process::id()))
+        })
+    }
+
     /// The configuration `xenkvm` runs with no arguments: the embedded test guest.
     pub fn embedded(image: &'static [u8]) -> Self {
         Self {
@@ -125,6 +137,7 @@ impl VmConfig {
             serial: SerialConfig::Stdio,
             no_reboot: true,
             timeout: None,
+            xenstore_socket: None,
         }
     }
 

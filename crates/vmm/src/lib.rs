@@ -152,7 +152,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .name("pvconsole".into())
         .spawn(move || console.run())
         .map_err(VmmError::SpawnThread)?;
-    let store = xenstored::Xenstored::new(cfg, &vm.special)?;
+    let store = xenstored::Xenstored::new(cfg, &vm.special, vm.signals.backends.clone())?;
     let (store_domain, store_backends, store_control) = (vm.domain.clone(), vm.signals.backends.clone(), control.clone());
     let store_thread = std::thread::Builder::new()
         .name("xenstored".into())

@@ -9,6 +9,7 @@ use xenkvm_xen_core::page::SharedPage;
 use xenkvm_xen_core::Domain;
 use xenkvm_xenstore::default_tree::{create_domain_tree, DomainTree};
 use xenkvm_xenstore::ring::{RingMemory, XenstoreRing};
+use xenkvm_xenstore::server::{Shared, SocketServer};
 use xenkvm_xenstore::{Quotas, Xenstore};
 
 use crate::builder::{SpecialPages, CONSOLE_GFN, DOMID, XENSTORE_GFN};
@@ -36,12 +37,14 @@ impl RingMemory for Page<'_> {
     }
 }
 
-/// The xenstored of one VM.
+/// The xenstored of one VM: the guest's ring and, for host tools, a socket.
 pub struct Xenstored {
-    xs: Xenstore,
+    shared: Arc<Shared>,
     ring: XenstoreRing,
     page: Arc<SharedPage>,
     port: u32,
+    /// Kept alive for the VM's lifetime; removes its socket when dropped.
+    _socket: Option<SocketServer>,
 }
 
 /// Longest time between ring passes without a kick.
@@ -49,7 +52,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 impl Xenstored {
     /// Builds the domain's tree and introduces it, as a toolstack does.
-    pub fn new(cfg: &VmConfig, special: &SpecialPages) -> Result<Self, VmmError> {
+    pub fn new(cfg: &VmConfig, special: &SpecialPages, backends: Arc<Backends>) -> Result<Self, VmmError> {
         let mut xs = Xenstore::new(Quotas::default());
         let mut tree = DomainTree::new(u32::from(DOMID), "xenkvm-guest", cfg.memory_bytes / 1024);
         tree.vcpus = cfg.vcpus;
@@ -59,7 +62,20 @@ impl Xenstored {
         create_domain_tree(&mut xs, &tree).map_err(err)?;
         let conn = xs.introduce_domain(u32::from(DOMID), XENSTORE_GFN, special.xenstore_guest_port).map_err(err)?;
         let ring = XenstoreRing::new(&xs, conn, &Page(&special.xenstore));
-        Ok(Self { xs, ring, page: special.xenstore.clone(), port: special.xenstore_port })
+        // A tool's write can queue a watch event for the guest: wake the ring.
+        let shared = Shared::with_hook(xs, Box::new(move |_| backends.signal.notify()));
+        let path = cfg.xenstore_socket_path();
+        let socket = match SocketServer::spawn(&path, shared.clone()) {
+            Ok(s) => {
+                eprintln!("xenkvm: xenstore for host tools at {} (XENSTORED_PATH)", path.display());
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!("no xenstore socket at {}: {e}", path.display());
+                None
+            }
+        };
+        Ok(Self { shared, ring, page: special.xenstore.clone(), port: special.xenstore_port, _socket: socket })
     }
 
     /// Serves the ring until the VM stops.
@@ -69,7 +85,8 @@ impl Xenstored {
             backends.take(self.port);
             let mut notify = false;
             loop {
-                let k = self.ring.kick(&mut self.xs, &Page(&self.page));
+                let (ring, page) = (&mut self.ring, &self.page);
+                let k = self.shared.with(|xs| ring.kick(xs, &Page(page)));
                 notify |= k.notify;
                 if let Some(e) = k.error {
                     tracing::warn!("guest xenstore ring stopped with error {e}");
@@ -78,7 +95,6 @@ impl Xenstored {
                     break;
                 }
             }
-            let _ = self.xs.take_woken();
             if notify {
                 if let Ok(mut d) = domain.lock() {
                     let _ = d.backend_send(self.port);

@@ -83,6 +83,10 @@ pub struct Cli {
     /// xenkvm extension, not QEMU: stop the VM after this many seconds: --timeout 30
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<String>,
+    /// xenkvm extension: unix socket for Xen's xenstore tools (XENSTORED_PATH);
+    /// default $XDG_RUNTIME_DIR/xenkvm-PID.xenstored: --xenstore-socket PATH
+    #[arg(long, value_name = "PATH")]
+    xenstore_socket: Option<std::path::PathBuf>,
 }
 
 /// A QEMU option xenkvm recognises but rejects: its name and whether it takes a value.
@@ -258,6 +262,7 @@ impl Cli {
         if let Some(timeout) = &self.timeout {
             cfg.timeout = Some(options::parse_timeout(timeout)?);
         }
+        cfg.xenstore_socket = self.xenstore_socket.clone();
         cfg.validate().map_err(|source| CliError::Config {
             option: option_of(&source),
             source,

@@ -3,6 +3,7 @@
 mod cli;
 mod error;
 mod options;
+mod xenstored;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -16,7 +17,16 @@ const LOG_ENV: &str = "XENKVM_LOG";
 
 fn main() -> ExitCode {
     init_tracing();
-    let cfg = match cli::parse(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "xenstored") {
+        let rest = args.get(2..).unwrap_or(&[]);
+        return match xenstored::parse(rest).map(xenstored::run) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => fail(&e),
+            Err(e) => fail(&e),
+        };
+    }
+    let cfg = match cli::parse(args) {
         Ok(cfg) => cfg,
         Err(CliError::Clap(err)) => return clap_exit(&err),
         Err(err) => return fail(&err),

@@ -158,6 +158,7 @@ fn full_linux_command_line() {
         serial: SerialConfig::Stdio,
         no_reboot: false,
         timeout: None,
+        xenstore_socket: None,
     };
     assert_eq!(cfg, expected);
 }
@@ -395,4 +396,13 @@ fn help_lists_every_supported_option_with_its_qemu_spelling() {
     for u in &UNSUPPORTED {
         assert!(help.contains(&format!("-{}", u.name)), "-{}", u.name);
     }
+}
+
+#[test]
+fn xenstore_socket_flag() {
+    let cfg = parse(["xenkvm", "--xenstore-socket", "/tmp/xs.sock"]).unwrap();
+    assert_eq!(cfg.xenstore_socket, Some(std::path::PathBuf::from("/tmp/xs.sock")));
+    assert_eq!(cfg.xenstore_socket_path(), std::path::PathBuf::from("/tmp/xs.sock"));
+    let default = parse(["xenkvm", "-m", "256"]).unwrap();
+    assert!(default.xenstore_socket_path().to_string_lossy().ends_with(".xenstored"));
 }
