@@ -43,6 +43,11 @@ impl Signal {
     }
 }
 
+/// Counters for sparse diagnostics (the first few events, then powers of two).
+static RAISED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TIMERS_SET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static FIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// PCI INTx routing of the MP table: the platform device's INTA#.
 pub struct IntxRoute {
     pub slot: u8,
@@ -64,6 +69,10 @@ pub struct VmmUpcall {
 
 impl Upcall for VmmUpcall {
     fn raise(&self, vcpu: u32, via: UpcallVia) {
+        let n = RAISED.fetch_add(1, Ordering::Relaxed);
+        if n < 4 || n.is_power_of_two() {
+            tracing::info!("upcall #{n} to vCPU {vcpu} via {via:?}");
+        }
         // A fixed, edge-triggered MSI to the vCPU's local APIC (APIC id = vCPU id).
         let vector = match via {
             UpcallVia::LapicVector(v) | UpcallVia::CallbackVector(v) => v,
@@ -91,7 +100,11 @@ impl Upcall for VmmUpcall {
         self.waiters.notify();
     }
 
-    fn timer_changed(&self, _vcpu: u32, _deadline_ns: Option<u64>) {
+    fn timer_changed(&self, vcpu: u32, deadline_ns: Option<u64>) {
+        let n = TIMERS_SET.fetch_add(1, Ordering::Relaxed);
+        if n < 4 || n.is_power_of_two() {
+            tracing::info!("timer #{n} of vCPU {vcpu}: deadline {deadline_ns:?}");
+        }
         self.timers.notify();
     }
 }
@@ -131,6 +144,10 @@ pub fn run_timers(domain: Arc<Mutex<Domain>>, timers: Arc<Signal>, control: Arc<
         let sleep = {
             let Ok(mut d) = domain.lock() else { return };
             let now = d.now_ns();
+            let n = FIRED.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() && n >= 64 {
+                tracing::info!("timer thread pass #{n} at {now} ns, next {:?}", d.next_timer_deadline());
+            }
             match d.fire_timers(now) {
                 Some(next) => Duration::from_nanos(next.saturating_sub(d.now_ns())).min(TIMER_SLICE),
                 None => TIMER_SLICE,
