@@ -133,8 +133,9 @@ impl BackendNotify for Backends {
     }
 }
 
-/// Longest sleep of the timer thread (it re-plans at least this often).
-const TIMER_SLICE: Duration = Duration::from_millis(100);
+/// Longest sleep of the timer thread: it re-plans, and re-raises upcalls the
+/// guest has not taken, at least this often.
+const TIMER_SLICE: Duration = Duration::from_millis(20);
 
 /// The Xen timer thread: fires due timers (VIRQ_TIMER) and sleeps until the
 /// next deadline or until a vCPU re-arms.
@@ -148,7 +149,9 @@ pub fn run_timers(domain: Arc<Mutex<Domain>>, timers: Arc<Signal>, control: Arc<
             if n.is_power_of_two() && n >= 64 {
                 tracing::info!("timer thread pass #{n} at {now} ns, next {:?}", d.next_timer_deadline());
             }
-            match d.fire_timers(now) {
+            let next = d.fire_timers(now);
+            d.reassert_upcalls();
+            match next {
                 Some(next) => Duration::from_nanos(next.saturating_sub(d.now_ns())).min(TIMER_SLICE),
                 None => TIMER_SLICE,
             }

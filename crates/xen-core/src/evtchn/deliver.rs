@@ -191,6 +191,21 @@ impl Domain {
         }
     }
 
+    /// Raises the upcall again for every vCPU whose `evtchn_upcall_pending` is
+    /// still set. Xen re-checks the flag on every VM entry; a VMM that delivers
+    /// upcalls as interrupts must retry, or an interrupt the guest's LAPIC dropped
+    /// (sent before the guest enabled it) leaves events stuck forever, because
+    /// new events only raise the upcall when the flag goes from 0 to 1.
+    pub fn reassert_upcalls(&self) {
+        for vcpu in 0..self.cfg.vcpus {
+            if self.upcall_pending(vcpu) {
+                if let Some(via) = self.upcall_via(vcpu) {
+                    self.ports.upcall.raise(vcpu, via);
+                }
+            }
+        }
+    }
+
     fn callback_via(&self) -> Via {
         decode_via(self.param(HVM_PARAM_CALLBACK_IRQ).unwrap_or(0))
     }

@@ -294,3 +294,23 @@ fn pollers_and_blocked_vcpus_are_kicked() {
     assert!(t.d.wait_done(0, &block));
     t.d.end_wait(0, t.paging);
 }
+
+#[test]
+fn reassert_upcalls_retries_only_pending_vcpus() {
+    use xenkvm_xen_abi::hvm::*;
+    let mut t = TestDomain::new();
+    t.put(SCRATCH, &XenHvmParam { domid: xenkvm_xen_abi::xen::DOMID_SELF, pad: 0, index: HVM_PARAM_CALLBACK_IRQ, value: (2 << 56) | 0xF3 });
+    assert_eq!(t.call(xenkvm_xen_abi::xen::HYPERVISOR_HVM_OP, &[HVMOP_SET_PARAM, SCRATCH]), 0);
+    t.upcall.take();
+    t.d.reassert_upcalls();
+    assert_eq!(t.upcall.take(), vec![], "nothing pending: nothing raised");
+    assert!(t.d.shared_info.write(0, &[1]));
+    t.d.reassert_upcalls();
+    t.d.reassert_upcalls();
+    let raised = super::UpcallEvent::Raise(0, xenkvm_xen_core_via());
+    assert_eq!(t.upcall.take(), vec![raised.clone(), raised], "vCPU 0 pending: raised each time");
+}
+
+fn xenkvm_xen_core_via() -> crate::ports::UpcallVia {
+    crate::ports::UpcallVia::CallbackVector(0xF3)
+}
