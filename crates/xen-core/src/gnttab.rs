@@ -417,15 +417,7 @@ impl Domain {
         if old == Some(gfn) {
             return Ok(0);
         }
-        self.ports.physmap.move_overlay(old, gfn, &page).map_err(|e| {
-            tracing::warn!("{e}");
-            XenErrno::Einval
-        })?;
-        if let Some(old) = old {
-            self.mem.remove_overlay(old);
-        }
-        self.unhook_special_page(gfn);
-        self.mem.set_overlay(gfn, page);
+        self.move_overlay_page(old, gfn, page)?;
         if let Some(slot) = self.gnttab.gfns.get_mut(idx as usize) {
             *slot = Some(gfn);
         }

@@ -1,10 +1,13 @@
 //! `HYPERVISOR_memory_op` (`public/memory.h`).
 
+use std::sync::Arc;
+
 use xenkvm_xen_abi::errno::XenErrno;
 use xenkvm_xen_abi::memory::*;
 use xenkvm_xen_abi::xen::HYPERVISOR_MEMORY_OP;
 
 use crate::domain::Domain;
+use crate::page::SharedPage;
 use crate::guest::GuestView;
 use crate::hypercall::HypercallRequest;
 
@@ -53,7 +56,16 @@ impl Domain {
         if old == Some(gfn) {
             return Ok(0);
         }
-        self.ports.physmap.move_overlay(old, gfn, &self.shared_info).map_err(|e| {
+        self.move_overlay_page(old, gfn, self.shared_info.clone())?;
+        self.shared_info_gfn = Some(gfn);
+        self.kernel_time_slots(gfn);
+        Ok(0)
+    }
+
+    /// Shows `page` at `gfn` instead of at `old`: the accelerator's map, then
+    /// the core's view; whatever was overlaid at `gfn` is unhooked first.
+    pub(crate) fn move_overlay_page(&mut self, old: Option<u64>, gfn: u64, page: Arc<SharedPage>) -> Result<(), XenErrno> {
+        self.ports.physmap.move_overlay(old, gfn, &page).map_err(|e| {
             tracing::warn!("{e}");
             XenErrno::Einval
         })?;
@@ -61,10 +73,8 @@ impl Domain {
             self.mem.remove_overlay(old);
         }
         self.unhook_special_page(gfn);
-        self.mem.set_overlay(gfn, self.shared_info.clone());
-        self.shared_info_gfn = Some(gfn);
-        self.kernel_time_slots(gfn);
-        Ok(0)
+        self.mem.set_overlay(gfn, page);
+        Ok(())
     }
 
     /// Where shared_info is mapped, if the guest mapped it.
