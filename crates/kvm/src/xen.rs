@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_xen_hvm_attr, kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO, KVM_XEN_ATTR_TYPE_LONG_MODE,
-    KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
-    KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
+    kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+    KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
 };
 use xenkvm_xen_core::ports::KernelTime;
 use vmm_sys_util::ioctl::ioctl_with_ref;
@@ -22,44 +21,12 @@ use vmm_sys_util::ioctl_iow_nr;
 use crate::{Error, KvmVm, Result};
 
 ioctl_iow_nr!(KVM_XEN_HVM_CONFIG, KVMIO, 0x7a, kvm_xen_hvm_config);
-ioctl_iow_nr!(KVM_XEN_HVM_SET_ATTR, KVMIO, 0xc9, kvm_xen_hvm_attr);
 ioctl_iow_nr!(KVM_XEN_VCPU_SET_ATTR, KVMIO, 0xcb, kvm_xen_vcpu_attr);
 
 /// "No address" for KVM's Xen guest-area attributes.
 const INVALID_GPA: u64 = u64::MAX;
 
 impl KvmVm {
-    /// Whether the kernel also handles event-channel delivery and polling
-    /// (`KVM_XEN_HVM_CONFIG_EVTCHN_SEND`); with it, SCHEDOP_poll blocks in the
-    /// kernel instead of degrading to a yield.
-    pub fn kernel_evtchn(&self) -> bool {
-        self.caps.xen_hvm & KVM_XEN_HVM_CONFIG_EVTCHN_SEND != 0
-    }
-
-    /// Tells KVM where the guest put shared_info and which layout it uses.
-    pub fn set_xen_shared_info(&self, gfn: u64, long_mode: bool) -> Result<()> {
-        let mut attr = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_LONG_MODE as u16, ..Default::default() };
-        attr.u.long_mode = u8::from(long_mode);
-        self.set_hvm_attr(&attr)?;
-        let mut attr = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_SHARED_INFO as u16, ..Default::default() };
-        attr.u.shared_info.gfn = gfn;
-        self.set_hvm_attr(&attr)
-    }
-
-    fn set_hvm_attr(&self, attr: &kvm_xen_hvm_attr) -> Result<()> {
-        // SAFETY: the ioctl reads one kvm_xen_hvm_attr from a valid reference.
-        let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_SET_ATTR(), attr) };
-        if ret < 0 {
-            return Err(Error::XenAttr(kvm_ioctls::Error::last()));
-        }
-        Ok(())
-    }
-
-    /// Hands vCPU `id`'s runstate area (guest-physical) to KVM, or takes it back.
-    pub fn set_xen_runstate(&self, id: u32, gpa: Option<u64>) -> Result<()> {
-        self.set_vcpu_gpa_attr(id, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, gpa)
-    }
-
     /// Sets a vCPU attribute that takes one guest-physical address. The vCPU
     /// must not be inside KVM_RUN (KVM would wait for it): call it from that
     /// vCPU's own thread (see [`XenTimeAttrs`]).
@@ -77,7 +44,7 @@ impl KvmVm {
         Ok(())
     }
 
-    /// Keeps a duplicate of vCPU `id`'s fd for attribute ioctls from other threads.
+    /// Keeps a duplicate of vCPU `id`'s fd for Xen attribute ioctls.
     pub(crate) fn register_vcpu_fd(&self, id: u32, fd: &impl AsRawFd) -> Result<()> {
         // SAFETY: dup of an fd we own; the duplicate is owned by the File.
         let dup = unsafe { libc::dup(fd.as_raw_fd()) };
@@ -96,8 +63,8 @@ impl KvmVm {
     /// Asks KVM to intercept Xen hypercalls and to own hypercall-MSR `msr`.
     pub fn enable_xen_hypercalls(&self, msr: u32) -> Result<()> {
         // Event channels stay in userspace for now: with EVTCHN_SEND the kernel
-        // would also need the shared_info location and every delivery (see
-        // set_xen_shared_info); without it, KVM 6.1 answers SCHEDOP_poll as a yield.
+        // would also need the shared_info location and every delivery; without
+        // it, KVM 6.1 answers SCHEDOP_poll as a yield.
         let cfg = kvm_xen_hvm_config { flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, msr, ..Default::default() };
         // SAFETY: the ioctl reads a kvm_xen_hvm_config, which `cfg` is, from a
         // valid reference; the VM fd is open for the VM's lifetime.

@@ -133,6 +133,29 @@ impl BackendNotify for Backends {
     }
 }
 
+/// Runs one backend until the VM stops. `pass` serves its ring once, on a
+/// kick of backend `port` by the guest (or every `poll`, in case a kick was
+/// missed), and says whether the guest's end of the channel should be told.
+pub fn serve_backend(
+    port: u32,
+    domain: &Mutex<Domain>,
+    backends: &Backends,
+    control: &RunControl,
+    poll: Duration,
+    mut pass: impl FnMut() -> bool,
+) {
+    while !control.stopping() {
+        let seen = backends.signal.current();
+        backends.take(port);
+        if pass() {
+            if let Ok(mut d) = domain.lock() {
+                let _ = d.backend_send(port);
+            }
+        }
+        backends.signal.wait(seen, poll);
+    }
+}
+
 /// Longest sleep of the timer thread: it re-plans, and re-raises upcalls the
 /// guest has not taken, at least this often.
 const TIMER_SLICE: Duration = Duration::from_millis(20);

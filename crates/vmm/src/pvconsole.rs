@@ -10,7 +10,7 @@ use xenkvm_xen_core::page::SharedPage;
 use xenkvm_xen_core::Domain;
 use xenkvm_xen_pv::console::{ConsoleRing, Progress};
 
-use crate::events::Backends;
+use crate::events::{serve_backend, Backends};
 use crate::vcpu::RunControl;
 
 const POLL: Duration = Duration::from_millis(20);
@@ -30,9 +30,7 @@ impl Console {
     pub fn run(self) {
         let ring = ConsoleRing::new(&self.page);
         let mut warned = false;
-        while !self.control.stopping() {
-            let seen = self.backends.signal.current();
-            self.backends.take(self.port);
+        serve_backend(self.port, &self.domain, &self.backends, &self.control, POLL, || {
             let mut p = Progress::default();
             ring.read_output(&mut p);
             if p.broken && !warned {
@@ -44,12 +42,7 @@ impl Console {
                 let _ = out.write_all(&p.output);
                 let _ = out.flush();
             }
-            if p.notify() {
-                if let Ok(mut d) = self.domain.lock() {
-                    let _ = d.backend_send(self.port);
-                }
-            }
-            self.backends.signal.wait(seen, POLL);
-        }
+            p.notify()
+        });
     }
 }

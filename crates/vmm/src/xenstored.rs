@@ -13,7 +13,7 @@ use xenkvm_xenstore::server::{Shared, SocketServer};
 use xenkvm_xenstore::{Quotas, Xenstore};
 
 use crate::builder::{SpecialPages, CONSOLE_GFN, DOMID, XENSTORE_GFN};
-use crate::events::Backends;
+use crate::events::{serve_backend, Backends};
 use crate::vcpu::RunControl;
 use crate::{VmConfig, VmmError};
 
@@ -80,9 +80,8 @@ impl Xenstored {
 
     /// Serves the ring until the VM stops.
     pub fn run(mut self, domain: Arc<Mutex<Domain>>, backends: Arc<Backends>, control: Arc<RunControl>) {
-        while !control.stopping() {
-            let seen = backends.signal.current();
-            backends.take(self.port);
+        let port = self.port;
+        serve_backend(port, &domain, &backends, &control, POLL, || {
             let mut notify = false;
             loop {
                 let (ring, page) = (&mut self.ring, &self.page);
@@ -92,15 +91,9 @@ impl Xenstored {
                     tracing::warn!("guest xenstore ring stopped with error {e}");
                 }
                 if !k.more {
-                    break;
+                    return notify;
                 }
             }
-            if notify {
-                if let Ok(mut d) = domain.lock() {
-                    let _ = d.backend_send(self.port);
-                }
-            }
-            backends.signal.wait(seen, POLL);
-        }
+        });
     }
 }

@@ -125,11 +125,6 @@ impl Domain {
     }
 
     /// Current Xen system time in nanoseconds.
-    /// The time base (for converting deadlines to host durations).
-    pub fn time_base(&self) -> &TimeBase {
-        &self.time
-    }
-
     /// The physical address space the core sees (RAM plus overlays).
     pub fn phys(&self) -> &PhysMem {
         &self.mem

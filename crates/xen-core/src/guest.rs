@@ -71,12 +71,4 @@ impl<'a> GuestView<'a> {
     pub fn write_obj<T: IntoBytes + Immutable>(&self, gva: u64, val: &T) -> Result<(), XenErrno> {
         self.write_bytes(gva, val.as_bytes())
     }
-
-    /// Checks that `len` bytes at `gva` are writable guest memory, without writing.
-    pub fn check_writable(&self, gva: u64, len: usize) -> Result<(), XenErrno> {
-        self.for_each_page(gva, len, true, |gpa, _| {
-            let mut probe = [0u8; 1];
-            self.mem.read_in_page(gpa, &mut probe).map_err(|_| XenErrno::Efault)
-        })
-    }
 }
