@@ -20,6 +20,9 @@ pub const L1_XENKVM: &str = "/xenkvm";
 pub const L1_SCENARIO: &str = "/scenario.sh";
 pub const L1_L2_KERNEL: &str = "/l2/vmlinuz";
 pub const L1_L2_INITRD: &str = "/l2/initrd.gz";
+/// The anchor QEMU and its firmware directory (`-L`), for scenarios that run it.
+pub const L1_ANCHOR_QEMU: &str = "/anchor/qemu-system-x86_64";
+pub const L1_ANCHOR_BIOS: &str = "/anchor/pc-bios";
 
 /// The directories every image needs before `/init` can mount anything.
 const BASE_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/proc", "/sys", "/dev", "/tmp", "/root"];
@@ -93,13 +96,15 @@ pub fn build_l2_initramfs(settings: &Settings, spec: &L2Spec, dest: &Path) -> Re
 
 /// The L1 image of `scenario`: busybox, `/init`, `/scenario.sh`, the VMM at
 /// `/xenkvm` with its libraries at their host paths, and with an L2 spec the
-/// L2 kernel at `/l2/vmlinuz` and the gzipped L2 image `l2_initrd`.
+/// L2 kernel at `/l2/vmlinuz` and the gzipped L2 image `l2_initrd`; `extra`
+/// adds host files at the given L1 paths (the anchor QEMU, for one).
 pub fn l1_archive(
     settings: &Settings,
     scenario: &Scenario,
     xenkvm: &Path,
     libs: &[PathBuf],
     l2_initrd: Option<&Path>,
+    extra: &[(String, PathBuf)],
 ) -> Result<Archive> {
     let mut a = base(&settings.busybox(), &l1_init(scenario.l1_timeout_secs))?;
     a.file(L1_SCENARIO, 0o755, format!("#!/bin/sh\n{}\n", scenario.command))?;
@@ -113,7 +118,32 @@ pub fn l1_archive(
         let initrd = l2_initrd.context("the scenario needs an L2 initramfs")?;
         a.host_file(L1_L2_INITRD, initrd)?;
     }
+    for (l1_path, host) in extra {
+        a.host_file(l1_path, host)?;
+    }
     Ok(a)
+}
+
+/// The anchor QEMU (`../shared/anchors/qemu-10.2-xen`, see ANCHORS.md) with its
+/// libraries at their host paths and its firmware files, as L1 paths and host files.
+pub fn anchor_files(settings: &Settings) -> Result<Vec<(String, PathBuf)>> {
+    let dir = settings.anchor_dir();
+    let exe = dir.join("qemu-system-x86_64");
+    ensure!(exe.is_file(), "the anchor QEMU is missing: {} (see ../shared/docs/ANCHORS.md)", exe.display());
+    let mut files = vec![(L1_ANCHOR_QEMU.to_string(), exe.clone())];
+    for lib in shared_libraries(&exe)? {
+        let p = lib.to_str().with_context(|| format!("non-UTF-8 library path {}", lib.display()))?.to_string();
+        files.push((p, lib));
+    }
+    let bios = dir.join("pc-bios");
+    for entry in std::fs::read_dir(&bios).with_context(|| format!("cannot list {}", bios.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            let name = path.file_name().and_then(|n| n.to_str()).context("odd firmware file name")?.to_string();
+            files.push((format!("{L1_ANCHOR_BIOS}/{name}"), path));
+        }
+    }
+    Ok(files)
 }
 
 /// The shared libraries and the dynamic loader `ldd` lists for a program
@@ -200,7 +230,7 @@ mod tests {
         let lib = dir.join("libfake.so.6");
         std::fs::write(&lib, "lib").unwrap();
         let probe = scenarios::find("probe").unwrap();
-        let a = l1_archive(&settings, probe, &exe, std::slice::from_ref(&lib), None).unwrap();
+        let a = l1_archive(&settings, probe, &exe, std::slice::from_ref(&lib), None, &[]).unwrap();
         let paths = a.paths();
         for p in ["/init", "/bin/busybox", "/bin/sh", "/xenkvm", "/scenario.sh", "/proc", "/sys", "/dev", "/tmp"] {
             assert!(paths.iter().any(|x| x == p), "{p} missing from {paths:?}");
@@ -229,10 +259,10 @@ mod tests {
         let initrd = dir.join("l2.cpio.gz");
         build_l2_initramfs(&settings, &spec, &initrd).unwrap();
         let scenario = Scenario { l2: Some(spec), ..*scenarios::find("probe").unwrap() };
-        let a = l1_archive(&settings, &scenario, &exe, &[], Some(&initrd)).unwrap();
+        let a = l1_archive(&settings, &scenario, &exe, &[], Some(&initrd), &[]).unwrap();
         assert!(a.paths().contains(&L1_L2_KERNEL.to_string()));
         assert!(a.paths().contains(&L1_L2_INITRD.to_string()));
-        assert!(l1_archive(&settings, &scenario, &exe, &[], None).is_err());
+        assert!(l1_archive(&settings, &scenario, &exe, &[], None, &[]).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -19,6 +19,8 @@ use scenarios::Scenario;
 pub const DIR_ENV: &str = "XENKVM_NESTED_DIR";
 /// The wall-clock limit of one QEMU run, in seconds (default 600).
 pub const TIMEOUT_ENV: &str = "XENKVM_NESTED_TIMEOUT";
+/// Where the anchor QEMU is (default `<nested dir>/../anchors/qemu-10.2-xen`).
+pub const ANCHOR_ENV: &str = "XENKVM_ANCHOR_DIR";
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
 /// What the nested directory must hold, for the error message and docs/nested.md.
@@ -57,6 +59,10 @@ impl Settings {
     }
     pub fn l2_modules(&self) -> PathBuf {
         self.dir.join("l2/modules")
+    }
+    /// The anchor QEMU 10.2 build with Xen emulation (`../shared/docs/ANCHORS.md`).
+    pub fn anchor_dir(&self) -> PathBuf {
+        std::env::var_os(ANCHOR_ENV).map_or_else(|| self.dir.join("../anchors/qemu-10.2-xen"), PathBuf::from)
     }
 
     /// Fails, naming what is needed, when a file `scenario` uses is missing.
@@ -145,8 +151,9 @@ pub fn run(name: &str) -> Result<()> {
         }
         None => None,
     };
+    let extra = if scenario.anchor { initramfs::anchor_files(&settings)? } else { Vec::new() };
     let initrd = work.join("l1.cpio.gz");
-    initramfs::l1_archive(&settings, scenario, &exe, &libs, l2.as_deref())?.write_gz(&initrd)?;
+    initramfs::l1_archive(&settings, scenario, &exe, &libs, l2.as_deref(), &extra)?.write_gz(&initrd)?;
     let prepared = started.elapsed();
     eprintln!(
         "xtask: nested {}: L1 image {} ({} KiB) ready after {:.1} s; booting L1 (limit {} s)",

@@ -29,6 +29,8 @@ pub struct Scenario {
     /// L1's own limit for the command (`timeout` in `/init`).
     pub l1_timeout_secs: u64,
     pub l2: Option<L2Spec>,
+    /// L1 also gets the anchor QEMU at `/anchor` (ANCHORS.md).
+    pub anchor: bool,
     pub check: Check,
 }
 
@@ -39,6 +41,7 @@ pub const SCENARIOS: &[Scenario] = &[
         command: "XENKVM_LOG=info /xenkvm --timeout 60",
         l1_timeout_secs: 120,
         l2: None,
+        anchor: false,
         check: check_probe,
     },
     Scenario {
@@ -47,6 +50,7 @@ pub const SCENARIOS: &[Scenario] = &[
         command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=kernel --timeout 120",
         l1_timeout_secs: 180,
         l2: None,
+        anchor: false,
         check: check_selftest,
     },
     Scenario {
@@ -55,6 +59,7 @@ pub const SCENARIOS: &[Scenario] = &[
         command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=userspace --timeout 120",
         l1_timeout_secs: 180,
         l2: None,
+        anchor: false,
         check: check_selftest,
     },
     Scenario {
@@ -63,6 +68,7 @@ pub const SCENARIOS: &[Scenario] = &[
         command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=userspace -append \"bench=hypercall iters=40000\" --timeout 300",
         l1_timeout_secs: 360,
         l2: None,
+        anchor: false,
         check: check_bench,
     },
     Scenario {
@@ -71,6 +77,7 @@ pub const SCENARIOS: &[Scenario] = &[
         command: "/xenkvm -accel kvm,xen-version=0x40011,x-xen-hypercalls=kernel -append \"bench=hypercall iters=40000\" --timeout 300",
         l1_timeout_secs: 360,
         l2: None,
+        anchor: false,
         check: check_bench,
     },
     Scenario {
@@ -79,6 +86,16 @@ pub const SCENARIOS: &[Scenario] = &[
         command: "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 earlyprintk=ttyS0 no_timer_check panic=-1 loglevel=7\" --timeout 400",
         l1_timeout_secs: 480,
         l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        anchor: false,
+        check: check_linux_boot,
+    },
+    Scenario {
+        name: "linux-boot-qemu",
+        about: "the same Debian guest and image under the anchor QEMU 10.2's Xen emulation (ANCHORS.md), for comparison",
+        command: "/anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 earlyprintk=ttyS0 no_timer_check panic=-1 loglevel=7\"",
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        anchor: true,
         check: check_linux_boot,
     },
 ];
