@@ -34,6 +34,15 @@ impl HostCaps {
     }
 
     /// Whether the kernel can intercept `vmcall`/`vmmcall` for a Xen guest.
+    /// The kernel can deliver event channels itself (`KVM_XEN_HVM_EVTCHN_SEND`,
+    /// the per-vCPU upcall vector and timer attributes, in-kernel SCHEDOP_poll).
+    pub fn kernel_xen_events(&self) -> bool {
+        let needed = kvm_bindings::KVM_XEN_HVM_CONFIG_SHARED_INFO
+            | kvm_bindings::KVM_XEN_HVM_CONFIG_EVTCHN_2LEVEL
+            | kvm_bindings::KVM_XEN_HVM_CONFIG_EVTCHN_SEND;
+        self.kernel_xen_hypercalls() && self.xen_hvm & needed == needed
+    }
+
     pub fn kernel_xen_hypercalls(&self) -> bool {
         self.xen_hvm & XEN_HVM_CONFIG_INTERCEPT_HCALL != 0
     }

@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
-    KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
+    kvm_irq_routing_xen_evtchn, kvm_xen_hvm_attr, kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO,
+    KVM_XEN_ATTR_TYPE_LONG_MODE, KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_ATTR_TYPE_UPCALL_VECTOR,
+    KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, KVM_XEN_VCPU_ATTR_TYPE_TIMER,
+    KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
 };
-use xenkvm_xen_core::ports::KernelTime;
+use xenkvm_xen_core::ports::{KernelEvents, KernelTime};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
@@ -22,17 +24,46 @@ use crate::{Error, KvmVm, Result};
 
 ioctl_iow_nr!(KVM_XEN_HVM_CONFIG, KVMIO, 0x7a, kvm_xen_hvm_config);
 ioctl_iow_nr!(KVM_XEN_VCPU_SET_ATTR, KVMIO, 0xcb, kvm_xen_vcpu_attr);
+ioctl_iow_nr!(KVM_XEN_HVM_SET_ATTR, KVMIO, 0xc9, kvm_xen_hvm_attr);
+ioctl_iow_nr!(KVM_XEN_HVM_EVTCHN_SEND, KVMIO, 0xd0, kvm_irq_routing_xen_evtchn);
 
 /// "No address" for KVM's Xen guest-area attributes.
 const INVALID_GPA: u64 = u64::MAX;
+/// "No page" for the shared_info attribute.
+const INVALID_GFN: u64 = u64::MAX;
+/// The only event-channel priority KVM accepts (2-level delivery).
+const PRIO_2LEVEL: u32 = u32::MAX;
+
+/// The value of one queued vCPU attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttrValue {
+    Gpa(Option<u64>),
+    Vector(u8),
+    /// VIRQ_TIMER's port (0: the kernel stops running the timer).
+    TimerPort(u32),
+}
+
+impl AttrValue {
+    fn to_attr(self, kind: u32) -> kvm_xen_vcpu_attr {
+        let mut attr = kvm_xen_vcpu_attr { type_: kind as u16, ..Default::default() };
+        match self {
+            AttrValue::Gpa(gpa) => attr.u.gpa = gpa.unwrap_or(INVALID_GPA),
+            AttrValue::Vector(v) => attr.u.vector = v,
+            AttrValue::TimerPort(port) => {
+                attr.u.timer.port = port;
+                attr.u.timer.priority = PRIO_2LEVEL;
+                attr.u.timer.expires_ns = 0;
+            }
+        }
+        attr
+    }
+}
 
 impl KvmVm {
-    /// Sets a vCPU attribute that takes one guest-physical address. The vCPU
-    /// must not be inside KVM_RUN (KVM would wait for it): call it from that
-    /// vCPU's own thread (see [`XenTimeAttrs`]).
-    pub(crate) fn set_vcpu_gpa_attr(&self, id: u32, kind: u32, gpa: Option<u64>) -> Result<()> {
-        let mut attr = kvm_xen_vcpu_attr { type_: kind as u16, ..Default::default() };
-        attr.u.gpa = gpa.unwrap_or(INVALID_GPA);
+    /// Sets a vCPU attribute. The vCPU must not be inside KVM_RUN (KVM would
+    /// wait for it): call it from that vCPU's own thread (see [`XenTimeAttrs`]).
+    fn set_vcpu_attr(&self, id: u32, kind: u32, value: AttrValue) -> Result<()> {
+        let attr = value.to_attr(kind);
         let fds = self.vcpu_fds.lock().map_err(|_| Error::GuestMemory)?;
         let fd = fds.get(id as usize).ok_or(Error::XenAttr(kvm_ioctls::Error::new(libc::ENOENT)))?;
         // SAFETY: the ioctl reads one kvm_xen_vcpu_attr from a valid reference;
@@ -60,12 +91,57 @@ impl KvmVm {
         Ok(())
     }
 
-    /// Asks KVM to intercept Xen hypercalls and to own hypercall-MSR `msr`.
-    pub fn enable_xen_hypercalls(&self, msr: u32) -> Result<()> {
-        // Event channels stay in userspace for now: with EVTCHN_SEND the kernel
-        // would also need the shared_info location and every delivery; without
-        // it, KVM 6.1 answers SCHEDOP_poll as a yield.
-        let cfg = kvm_xen_hvm_config { flags: KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, msr, ..Default::default() };
+    /// Sets a VM-wide Xen attribute (any thread may).
+    fn set_hvm_attr(&self, attr: &kvm_xen_hvm_attr) -> Result<()> {
+        // SAFETY: the ioctl reads one kvm_xen_hvm_attr from a valid reference;
+        // the VM fd is open for the VM's lifetime.
+        let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_SET_ATTR(), attr) };
+        if ret < 0 {
+            return Err(Error::XenAttr(kvm_ioctls::Error::last()));
+        }
+        Ok(())
+    }
+
+    /// Tells KVM where shared_info is and which layout it has (long mode first:
+    /// KVM picks the layout of the wallclock it writes when shared_info is set).
+    fn set_shared_info(&self, gfn: Option<u64>, long_mode: bool) -> Result<()> {
+        let mut mode = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_LONG_MODE as u16, ..Default::default() };
+        mode.u.long_mode = u8::from(long_mode);
+        self.set_hvm_attr(&mode)?;
+        let mut page = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_SHARED_INFO as u16, ..Default::default() };
+        page.u.shared_info.gfn = gfn.unwrap_or(INVALID_GFN);
+        self.set_hvm_attr(&page)
+    }
+
+    /// The global callback vector KVM injects while `evtchn_upcall_pending` is set.
+    fn set_callback_vector(&self, vector: u8) -> Result<()> {
+        let mut attr = kvm_xen_hvm_attr { type_: KVM_XEN_ATTR_TYPE_UPCALL_VECTOR as u16, ..Default::default() };
+        attr.u.vector = vector;
+        self.set_hvm_attr(&attr)
+    }
+
+    /// Xen's 2-level `evtchn_set_pending` in the kernel, waking pollers and
+    /// injecting the upcall (`KVM_XEN_HVM_EVTCHN_SEND`).
+    fn evtchn_send(&self, port: u32, vcpu: u32) -> Result<()> {
+        let e = kvm_irq_routing_xen_evtchn { port, vcpu, priority: PRIO_2LEVEL };
+        // SAFETY: the ioctl reads one kvm_irq_routing_xen_evtchn from a valid
+        // reference; the VM fd is open for the VM's lifetime.
+        let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_EVTCHN_SEND(), &e) };
+        if ret < 0 {
+            return Err(Error::XenAttr(kvm_ioctls::Error::last()));
+        }
+        Ok(())
+    }
+
+    /// Asks KVM to intercept Xen hypercalls and to own hypercall-MSR `msr`;
+    /// with `events`, KVM also delivers event channels (EVTCHN_SEND), runs
+    /// the Xen timers and answers SCHEDOP_poll.
+    pub fn enable_xen_hypercalls(&self, msr: u32, events: bool) -> Result<()> {
+        let mut flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL;
+        if events {
+            flags |= KVM_XEN_HVM_CONFIG_EVTCHN_SEND;
+        }
+        let cfg = kvm_xen_hvm_config { flags, msr, ..Default::default() };
         // SAFETY: the ioctl reads a kvm_xen_hvm_config, which `cfg` is, from a
         // valid reference; the VM fd is open for the VM's lifetime.
         let ret = unsafe { ioctl_with_ref(self.fd.as_ref(), KVM_XEN_HVM_CONFIG(), &cfg) };
@@ -81,7 +157,7 @@ impl KvmVm {
 struct PendingAttr {
     vcpu: u32,
     kind: u32,
-    gpa: Option<u64>,
+    value: AttrValue,
 }
 
 /// KVM's Xen time keeping for the Xen core ([`KernelTime`]): the kernel keeps
@@ -100,10 +176,10 @@ impl XenTimeAttrs {
         Self { vm, pending: Mutex::new(Vec::new()), any: AtomicBool::new(false) }
     }
 
-    fn queue(&self, vcpu: u32, kind: u32, gpa: Option<u64>) -> bool {
+    fn queue(&self, vcpu: u32, kind: u32, value: AttrValue) -> bool {
         match self.pending.lock() {
             Ok(mut p) => {
-                p.push(PendingAttr { vcpu, kind, gpa });
+                p.push(PendingAttr { vcpu, kind, value });
                 self.any.store(true, Ordering::Release);
                 true
             }
@@ -126,7 +202,7 @@ impl XenTimeAttrs {
             Err(_) => return,
         };
         for a in mine {
-            if let Err(e) = self.vm.set_vcpu_gpa_attr(a.vcpu, a.kind, a.gpa) {
+            if let Err(e) = self.vm.set_vcpu_attr(a.vcpu, a.kind, a.value) {
                 tracing::warn!("KVM refused Xen vCPU attribute {} for vCPU {}: {e}", a.kind, a.vcpu);
             }
         }
@@ -139,10 +215,50 @@ impl KernelTime for XenTimeAttrs {
     }
 
     fn vcpu_info_at(&self, vcpu: u32, gpa: u64) -> bool {
-        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, Some(gpa))
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, AttrValue::Gpa(Some(gpa)))
     }
 
     fn time_area_at(&self, vcpu: u32, gpa: Option<u64>) -> bool {
-        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO, gpa)
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO, AttrValue::Gpa(gpa))
+    }
+}
+
+impl KernelEvents for XenTimeAttrs {
+    fn shared_info_at(&self, gfn: Option<u64>, long_mode: bool) -> bool {
+        self.vm.set_shared_info(gfn, long_mode).map_err(|e| tracing::warn!("KVM refused the shared_info page: {e}")).is_ok()
+    }
+
+    fn upcall_vector(&self, vcpu: u32, vector: u8) -> bool {
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR, AttrValue::Vector(vector))
+    }
+
+    fn callback_vector(&self, vector: Option<u8>) -> bool {
+        self.vm.set_callback_vector(vector.unwrap_or(0)).map_err(|e| tracing::warn!("KVM refused the callback vector: {e}")).is_ok()
+    }
+
+    fn timer_port(&self, vcpu: u32, port: Option<u32>) -> bool {
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_TIMER, AttrValue::TimerPort(port.unwrap_or(0)))
+    }
+
+    fn send(&self, port: u32, vcpu: u32) -> bool {
+        self.vm.evtchn_send(port, vcpu).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_values_fill_their_union_member() {
+        let t = AttrValue::TimerPort(7).to_attr(KVM_XEN_VCPU_ATTR_TYPE_TIMER);
+        assert_eq!(t.type_ as u32, KVM_XEN_VCPU_ATTR_TYPE_TIMER);
+        // SAFETY: TimerPort writes the `timer` member.
+        let timer = unsafe { t.u.timer };
+        assert_eq!((timer.port, timer.priority, timer.expires_ns), (7, PRIO_2LEVEL, 0));
+        // SAFETY: Gpa writes the `gpa` member.
+        assert_eq!(unsafe { AttrValue::Gpa(None).to_attr(0).u.gpa }, INVALID_GPA);
+        // SAFETY: Vector writes the `vector` member.
+        assert_eq!(unsafe { AttrValue::Vector(0xF3).to_attr(8).u.vector }, 0xF3);
     }
 }

@@ -124,7 +124,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     tracing::info!("host KVM: {}", kvm.caps);
     kvm.map_ram(&ram)?;
     let hypercall_msr = XEN_HYPERCALL_MSR;
-    let kernel_hypercalls = setup_hypercalls(cfg, &kvm, hypercall_msr)?;
+    let (kernel_hypercalls, kernel_events) = setup_hypercalls(cfg, &kvm, hypercall_msr)?;
     let boot = load_kernel(cfg, &ram)?;
 
     let mut vcpus = Vec::new();
@@ -178,6 +178,9 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     let time_attrs = kernel_hypercalls.then(|| Arc::new(XenTimeAttrs::new(kvm.clone())));
     if let Some(t) = &time_attrs {
         domain.set_kernel_time(t.clone());
+        if kernel_events {
+            domain.set_kernel_events(t.clone());
+        }
     }
     let special = special_pages(&mut domain)?;
     let mut mmio = MmioBus::new_mmio();
@@ -210,8 +213,9 @@ fn special_pages(domain: &mut Domain) -> Result<SpecialPages, VmmError> {
 
 /// Picks the hypercall transport: the kernel's interception where the host has
 /// it (it also installs the hypercall page), else trapped MSR writes and our
-/// own port-I/O hypercall page.
-fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<bool, VmmError> {
+/// own port-I/O hypercall page. The second value: the kernel also delivers
+/// event channels and runs the Xen timers.
+fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<(bool, bool), VmmError> {
     let kernel = match cfg.accel.hypercalls {
         HypercallPath::Auto => kvm.caps.kernel_xen_hypercalls(),
         HypercallPath::Kernel if !kvm.caps.kernel_xen_hypercalls() => {
@@ -220,14 +224,16 @@ fn setup_hypercalls(cfg: &VmConfig, kvm: &KvmVm, msr: u32) -> Result<bool, VmmEr
         HypercallPath::Kernel => true,
         HypercallPath::Userspace => false,
     };
+    let events = kernel && kvm.caps.kernel_xen_events();
     if kernel {
-        tracing::info!("hypercalls: kernel-assisted (KVM_EXIT_XEN)");
-        kvm.enable_xen_hypercalls(msr)?;
+        let how = if events { "; event channels, timers and polls in the kernel" } else { "" };
+        tracing::info!("hypercalls: kernel-assisted (KVM_EXIT_XEN){how}");
+        kvm.enable_xen_hypercalls(msr, events)?;
     } else {
         tracing::info!("hypercalls: userspace hypercall page (port I/O)");
         kvm.trap_msr_writes(msr)?;
     }
-    Ok(kernel)
+    Ok((kernel, events))
 }
 
 /// Where the platform device's BARs start out (Linux keeps firmware placements).

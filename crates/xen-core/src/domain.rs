@@ -69,6 +69,10 @@ pub struct Domain {
     pub(crate) ports: Ports,
     /// The host kernel's time keeping, where it offers it.
     pub(crate) kernel_time: Option<std::sync::Arc<dyn crate::ports::KernelTime>>,
+    /// Event delivery the host kernel does for us, when it can.
+    pub(crate) kernel_events: Option<std::sync::Arc<dyn crate::ports::KernelEvents>>,
+    /// The kernel injects the global callback vector itself.
+    pub(crate) kernel_callback_vector: bool,
     /// (hypercall, sub-op) pairs already reported as unknown: log once each.
     reported: HashSet<(u64, u64)>,
     /// Event channels, VIRQ bindings, upcall routing and Xen timers.
@@ -97,6 +101,8 @@ impl Domain {
             gnttab,
             ports,
             kernel_time: None,
+            kernel_events: None,
+            kernel_callback_vector: false,
             reported: HashSet::new(),
             events: EventState::new(cfg_vcpus),
         };

@@ -355,6 +355,9 @@ impl Domain {
         if let Some(slot) = self.events.vcpus.get_mut(vcpu as usize).and_then(|v| v.virq_port.get_mut(virq as usize)) {
             *slot = port;
         }
+        if virq == VIRQ_TIMER {
+            self.kernel_timer_port(vcpu, Some(port));
+        }
         Ok(port)
     }
 
@@ -370,6 +373,9 @@ impl Domain {
                     if *slot == port {
                         *slot = 0;
                     }
+                }
+                if virq == VIRQ_TIMER {
+                    self.kernel_timer_port(owner, None);
                 }
             }
             PortState::Interdomain(Remote::Guest(r)) => {

@@ -101,6 +101,7 @@ impl Domain {
         if self.shared_info_compat != compat {
             self.shared_info_compat = compat;
             self.write_wallclock();
+            self.kernel_shared_info();
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod guest;
 pub mod hcall_page;
 pub mod hvm;
 pub mod hypercall;
+mod kernel_events;
 mod kernel_time;
 pub mod memory;
 pub mod page;

@@ -59,6 +59,7 @@ impl Domain {
         self.move_overlay_page(old, gfn, self.shared_info.clone())?;
         self.shared_info_gfn = Some(gfn);
         self.kernel_time_slots(gfn);
+        self.kernel_shared_info();
         Ok(0)
     }
 

@@ -89,6 +89,23 @@ pub trait BackendNotify: Send + Sync {
     fn notify(&self, backend_port: u32);
 }
 
+/// Event-channel delivery the host kernel can take over (KVM's EVTCHN_SEND):
+/// it then sets pending bits and injects upcalls itself, runs each vCPU's Xen
+/// timer and answers SCHEDOP_poll without leaving the kernel. Each method
+/// returns whether the kernel took the job; on `false` the core does it.
+pub trait KernelEvents: Send + Sync {
+    /// shared_info moved to `gfn` (`None`: gone), in the 64-bit (`long_mode`) layout or not.
+    fn shared_info_at(&self, gfn: Option<u64>, long_mode: bool) -> bool;
+    /// `vcpu`'s per-vCPU upcall vector (HVMOP_set_evtchn_upcall_vector; 0: none).
+    fn upcall_vector(&self, vcpu: u32, vector: u8) -> bool;
+    /// The global callback vector (`HVM_PARAM_CALLBACK_IRQ` type 2; `None`: another route).
+    fn callback_vector(&self, vector: Option<u8>) -> bool;
+    /// `vcpu`'s VIRQ_TIMER is bound to `port` (`None`: unbound).
+    fn timer_port(&self, vcpu: u32, port: Option<u32>) -> bool;
+    /// Xen's 2-level `evtchn_set_pending` of `port`, notifying `vcpu`.
+    fn send(&self, port: u32, vcpu: u32) -> bool;
+}
+
 /// Time keeping the host kernel can take over (KVM's Xen support): it then
 /// maintains the pvclock records itself, refreshing them whenever the vCPU's
 /// TSC is adjusted, and Xen system time is the kernel's clock.

@@ -121,6 +121,10 @@ impl Domain {
 
     /// Xen's `evtchn_2l_set_pending` for `port`, notifying `vcpu`.
     pub(crate) fn evtchn_set_pending(&mut self, vcpu: u32, port: u32) {
+        if self.kernel_send(port, vcpu) {
+            self.check_pollers(port);
+            return;
+        }
         if self.port_bit(port, false, BitOp::Set) != Some(false) {
             return;
         }
@@ -133,6 +137,14 @@ impl Domain {
 
     /// Xen's `evtchn_2l_unmask`.
     pub(super) fn unmask_2l(&mut self, port: u32, vcpu: u32) {
+        if self.kernel_delivers() {
+            // The kernel's send does nothing for a port already pending: take
+            // the bit back and send it again, now unmasked.
+            if self.port_bit(port, true, BitOp::Clear) == Some(true) && self.port_bit(port, false, BitOp::Clear) == Some(true) {
+                self.evtchn_set_pending(vcpu, port);
+            }
+            return;
+        }
         if self.port_bit(port, true, BitOp::Clear) == Some(true)
             && self.port_bit(port, false, BitOp::Test) == Some(true)
             && self.selector_test_and_set(vcpu, u64::from(port) / self.word_bits()) == Some(false)
@@ -167,6 +179,10 @@ impl Domain {
     /// line for vCPU 0). A vCPU blocked in SCHEDOP_block is kicked either way.
     pub(crate) fn assert_evtchn_irq(&mut self, vcpu: u32) {
         match self.upcall_via(vcpu) {
+            // The kernel injects the global vector on the vCPU's next entry
+            // while the flag is set; an extra LAPIC interrupt would never see
+            // an EOI (guests do not acknowledge that vector).
+            Some(UpcallVia::CallbackVector(_)) if self.kernel_callback_vector => self.ports.upcall.kick(vcpu),
             Some(via) => self.ports.upcall.raise(vcpu, via),
             None if vcpu == 0 => self.sync_callback_line(),
             None => {}
@@ -199,8 +215,10 @@ impl Domain {
     pub fn reassert_upcalls(&self) {
         for vcpu in 0..self.cfg.vcpus {
             if self.upcall_pending(vcpu) {
-                if let Some(via) = self.upcall_via(vcpu) {
-                    self.ports.upcall.raise(vcpu, via);
+                match self.upcall_via(vcpu) {
+                    Some(UpcallVia::CallbackVector(_)) if self.kernel_callback_vector => self.ports.upcall.kick(vcpu),
+                    Some(via) => self.ports.upcall.raise(vcpu, via),
+                    None => {}
                 }
             }
         }
@@ -244,6 +262,11 @@ impl Domain {
         if let Some(old) = self.events.asserted_line.take() {
             self.ports.upcall.set_line(old, false);
         }
+        let vector = match self.callback_via() {
+            Via::Vector(v) => Some(v),
+            _ => None,
+        };
+        self.kernel_callback_vector(vector);
         for vcpu in 0..self.cfg.vcpus {
             if self.upcall_pending(vcpu) {
                 self.assert_evtchn_irq(vcpu);
@@ -258,6 +281,7 @@ impl Domain {
         if let Some(v) = self.events.vcpus.get_mut(vcpu as usize) {
             v.upcall_vector = vector;
         }
+        self.kernel_upcall_vector(vcpu, vector);
         if self.upcall_pending(vcpu) {
             self.assert_evtchn_irq(vcpu);
         }

@@ -6,6 +6,7 @@ mod args;
 mod evtchn;
 mod gnttab;
 mod hypercalls;
+mod kernel_events;
 mod paging;
 mod timer;
 mod upcall;
