@@ -5,10 +5,13 @@
 //! - `cargo xtask bench hypercall`: guest-observed hypercall round trip against a
 //!   bare port-I/O exit, measured side by side in one guest run; with `--nested`
 //!   the same on the real KVM of the nested harness.
+//! - `cargo xtask bench boot`: xenkvm and the anchor QEMU 10.2 boot the same
+//!   Debian guest in one nested L1: start to `/init` and peak RSS, with ratios.
 //! - `cargo xtask nested <scenario>`: xenkvm on a real KVM with Xen support, in
 //!   an L1 Linux under QEMU TCG (docs/nested.md).
 
 mod bench;
+mod bootbench;
 #[cfg(test)]
 mod layering;
 mod nested;
@@ -70,7 +73,7 @@ fn bench_host() -> Result<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: cargo xtask test | bench hypercall [--nested] | nested <scenario>";
+const USAGE: &str = "usage: cargo xtask test | bench hypercall [--nested] | bench boot | nested <scenario>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -78,7 +81,8 @@ fn main() -> ExitCode {
         ["test"] => test(),
         ["bench", "hypercall"] => bench_host(),
         ["bench", "hypercall", "--nested"] | ["bench", "--nested", "hypercall"] => nested::run("bench-hypercall"),
-        ["bench", ..] => Err(anyhow::anyhow!("usage: cargo xtask bench hypercall [--nested]; the only benchmark is hypercall")),
+        ["bench", "boot"] => nested::run("bench-boot"),
+        ["bench", ..] => Err(anyhow::anyhow!("usage: cargo xtask bench hypercall [--nested] | bench boot")),
         ["nested", scenario] => nested::run(scenario),
         ["nested", ..] => Err(anyhow::anyhow!("{}", nested::usage())),
         _ => Err(anyhow::anyhow!("{USAGE}\n{}", nested::usage())),

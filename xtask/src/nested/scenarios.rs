@@ -98,7 +98,61 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: true,
         check: check_linux_boot,
     },
+    Scenario {
+        name: "bench-boot",
+        about: "xenkvm and the anchor QEMU boot the same Debian guest in turn, twice each: start to /init and peak RSS (cargo xtask bench boot)",
+        command: BENCH_BOOT_SCRIPT,
+        l1_timeout_secs: 540,
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        anchor: true,
+        check: check_bench_boot,
+    },
 ];
+
+/// Runs each VMM in the background with its output through a FIFO; awk stamps
+/// L1's uptime when the guest's `/init` marker passes, and a loop samples the
+/// VMM's VmHWM until it exits. WATCHDOG bounds each run.
+const BENCH_BOOT_SCRIPT: &str = r#"WATCHDOG=300
+APPEND="console=ttyS0 quiet no_timer_check panic=-1"
+run() {
+  name=$1; shift
+  rm -f /tmp/$name.fifo /tmp/$name.init; mkfifo /tmp/$name.fifo
+  awk -v f=/tmp/$name.init '/XENKVM-L2: up/ && !t { getline u < "/proc/uptime"; split(u, a, " "); print a[1] > f; close(f); t = 1 } { print; fflush() }' < /tmp/$name.fifo &
+  reader=$!
+  read start rest < /proc/uptime
+  "$@" > /tmp/$name.fifo 2>&1 &
+  pid=$!
+  ( sleep $WATCHDOG; kill -9 $pid 2>/dev/null ) &
+  dog=$!
+  hwm=0
+  while kill -0 $pid 2>/dev/null; do
+    h=$(awk '/^VmHWM/ {print $2}' /proc/$pid/status 2>/dev/null)
+    [ -n "$h" ] && hwm=$h
+    sleep 0.2
+  done
+  wait $pid; rc=$?
+  kill $dog 2>/dev/null
+  wait $reader
+  echo "BOOT-RESULT vmm=$name start=$start init=$(cat /tmp/$name.init 2>/dev/null) hwm_kib=$hwm rc=$rc"
+}
+for round in 1 2; do
+  run xenkvm /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -smp 1 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$APPEND" --timeout 280
+  run qemu /anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$APPEND"
+done"#;
+
+fn check_bench_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let runs = crate::bootbench::parse(&c.text());
+    match crate::bootbench::report(&runs) {
+        Ok(lines) => {
+            report.extend(lines);
+            Ok(())
+        }
+        Err(e) => {
+            report.extend(c.output.iter().filter(|l| l.contains("BOOT-RESULT")).cloned());
+            bail!("{e}")
+        }
+    }
+}
 
 /// What the L2 guest does once its /init runs: report where it is and stop.
 const LINUX_BOOT_INIT: &str = "echo XENKVM-L2: up
@@ -276,13 +330,22 @@ mod tests {
     fn table_has_unique_names_and_sane_limits() {
         assert_eq!(
             names(),
-            ["probe", "selftest", "selftest-userspace", "bench-hypercall", "bench-hypercall-kernel", "linux-boot", "linux-boot-qemu"]
+            [
+                "probe",
+                "selftest",
+                "selftest-userspace",
+                "bench-hypercall",
+                "bench-hypercall-kernel",
+                "linux-boot",
+                "linux-boot-qemu",
+                "bench-boot"
+            ]
         );
         for s in SCENARIOS {
             assert_eq!(SCENARIOS.iter().filter(|t| t.name == s.name).count(), 1);
             assert!(s.command.contains("/xenkvm") || s.anchor, "{}", s.name);
-            // The VMM's own limit: xenkvm's --timeout, or busybox timeout around the anchor.
-            let flag = if s.anchor { "timeout -s KILL " } else { "--timeout " };
+            // The VMM's own limit: a script's watchdog, busybox timeout around the anchor, or xenkvm's --timeout.
+            let flag = ["WATCHDOG=", "timeout -s KILL ", "--timeout "].into_iter().find(|f| s.command.contains(f)).unwrap();
             let vmm: u64 =
                 s.command.split(flag).nth(1).and_then(|t| t.split_whitespace().next()?.parse().ok()).unwrap();
             assert!(vmm < s.l1_timeout_secs, "{}: L1 must outlast xenkvm's own limit", s.name);
