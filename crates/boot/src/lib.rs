@@ -15,6 +15,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod acpi;
 pub mod bzimage;
 pub mod cpu;
 pub mod layout;
@@ -61,6 +62,8 @@ pub enum Error {
     PlaceInitrd { size: u64, floor: u64, limit: u64 },
     #[error("memory map has {count} entries; at most {max} fit")]
     TooManyE820Entries { count: usize, max: usize },
+    #[error("ACPI tables take {size:#x} bytes; at most {max:#x} fit")]
+    AcpiTooLarge { size: u64, max: u64 },
     #[error("failed to write the {what} at {addr:#x} to guest memory")]
     WriteGuestMemory {
         what: &'static str,

@@ -106,6 +106,12 @@ pub fn build(cpus: u8, pci: &[PciIrq]) -> Vec<u8> {
     out
 }
 
+/// The I/O APIC's id for `cpus` processors: the first id above the local APICs'
+/// (capped at 254), as [`build`] and the ACPI MADT give it.
+pub fn ioapic_id(cpus: u32) -> u8 {
+    u8::try_from(cpus.min(254)).unwrap_or(254)
+}
+
 /// Writes the table at [`MPTABLE_START`].
 pub fn write_mptable<M: GuestMemoryBackend>(mem: &M, cpus: u32, pci: &[PciIrq]) -> Result<(), Error> {
     let cpus = u8::try_from(cpus.min(254)).unwrap_or(254);

@@ -13,6 +13,7 @@ use xenkvm_devices::xen_platform::{PlatformPorts, PlatformState, XenPlatform, FI
 use xenkvm_devices::ioapic::{Ioapic, IOAPIC_BASE, IOAPIC_SIZE};
 use xenkvm_devices::{MmioBus, PioBus};
 use xenkvm_boot::mptable::PciIrq;
+use xenkvm_devices::acpi_pm::{PowerControl, ResetControl};
 
 use crate::events::{Backends, IntxRoute, Signal, VmmUpcall};
 use crate::irq::{IoapicPin, KvmMsi};
@@ -29,6 +30,7 @@ use xenkvm_xen_core::special::SpecialPage;
 use xenkvm_xen_core::{Domain, DomainConfig};
 
 use crate::console::{HypervisorConsole, LineFlushedStdout};
+use crate::vcpu::RunControl;
 use crate::{HypercallPath, KernelSource, SerialConfig, VmConfig, VmmError};
 
 /// The domain id the guest sees; QEMU also gives an emulated Xen guest 1.
@@ -84,6 +86,8 @@ pub struct BuiltVm {
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
     pub ram: GuestMemoryMmap<()>,
     pub hypercall_msr: u32,
+    /// How the run ends; devices (ACPI power-off, reset) report through it too.
+    pub control: Arc<RunControl>,
 }
 
 fn guest_ram(cfg: &VmConfig) -> Result<GuestMemoryMmap<()>, VmmError> {
@@ -187,8 +191,10 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
-    let (bus, serial) = devices(cfg, &ioapic)?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, signals, time_attrs, ram, hypercall_msr })
+    crate::acpi::write_tables(&ram, cfg.vcpus, &pci_irqs)?;
+    let control = Arc::new(RunControl::default());
+    let (bus, serial) = devices(cfg, &ioapic, control.clone())?;
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, signals, time_attrs, ram, hypercall_msr, control })
 }
 
 /// Maps the xenstore and console pages, grants them to the backends through the
@@ -251,13 +257,16 @@ pub type Com1 = SerialPort<IoapicPin, LineFlushedStdout>;
 /// The port-I/O bus and, when it is on stdio, COM1.
 type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>);
 
-fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>) -> Result<PioDevices, VmmError> {
+fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerControl>) -> Result<PioDevices, VmmError> {
     let mut bus = PioBus::new();
     let mut serial = None;
     let mut pci = PciRoot::new();
     pci.attach(0, Arc::new(Mutex::new(pci::host_bridge())))?;
     pci.attach(PLATFORM_SLOT, Arc::new(Mutex::new(XenPlatform::new(PLATFORM_IO_BAR, PLATFORM_MMIO_BAR))))?;
+    // Byte accesses to 0xCF9 are the reset control register, not PCI.
+    let pci = ResetControl::new(pci, power.clone());
     bus.insert(pci::CONFIG_ADDRESS.into(), pci::CONFIG_PORTS.into(), Arc::new(Mutex::new(pci)))?;
+    crate::acpi::attach_pm(&mut bus, ioapic, power)?;
     let platform = Arc::new(Mutex::new(PlatformState::default()));
     bus.insert(FIXED_PORT_BASE.into(), FIXED_PORT_COUNT.into(), Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
     if cfg.serial == SerialConfig::Stdio {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use vm_superio::Trigger;
+use xenkvm_devices::acpi_pm::IrqLevel;
 use xenkvm_devices::ioapic::{Ioapic, MsiSink};
 use xenkvm_kvm::KvmVm;
 
@@ -18,7 +19,8 @@ impl MsiSink for KvmMsi {
     }
 }
 
-/// An edge-triggered I/O APIC pin, as a device's interrupt line.
+/// An I/O APIC pin, as a device's interrupt line: pulsed by edge-triggered
+/// devices ([`Trigger`]), driven by level-triggered ones ([`IrqLevel`]).
 pub struct IoapicPin {
     pub ioapic: Arc<Mutex<Ioapic>>,
     pub pin: usize,
@@ -32,5 +34,13 @@ impl Trigger for IoapicPin {
             io.pulse(self.pin);
         }
         Ok(())
+    }
+}
+
+impl IrqLevel for IoapicPin {
+    fn set_level(&self, asserted: bool) {
+        if let Ok(mut io) = self.ioapic.lock() {
+            io.set_irq(self.pin, asserted);
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! [`run`] builds the VM ([`builder`]), starts one thread per vCPU ([`vcpu`]),
 //! waits for the guest to stop, and maps how it stopped to an exit status.
 
+mod acpi;
 mod builder;
 pub mod config;
 mod console;
@@ -14,11 +15,10 @@ mod vcpu;
 mod xenstored;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use config::*;
-use vcpu::{GuestEnd, Handler, RunControl};
+use vcpu::{GuestEnd, Handler};
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 use xenkvm_xen_core::ShutdownReason;
 
@@ -46,6 +46,8 @@ pub enum VmmError {
     Kvm(#[from] xenkvm_kvm::Error),
     #[error("Cannot create the Xen domain")]
     CreateDomain(#[source] xenkvm_xen_core::DomainError),
+    #[error("Cannot write the ACPI tables")]
+    WriteAcpiTables(#[source] xenkvm_boot::Error),
     #[error("Cannot attach a device")]
     AttachDevice(#[from] xenkvm_devices::bus::InsertError),
     #[error("Cannot attach a PCI device")]
@@ -119,7 +121,7 @@ fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmEr
 /// Builds and runs the VM once, until the guest ends or `limit` passes.
 fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmError> {
     let vm = builder::build(cfg)?;
-    let control = Arc::new(RunControl::default());
+    let control = vm.control.clone();
     let mut threads = Vec::new();
     for vcpu in vm.vcpus {
         let handler = Handler {
