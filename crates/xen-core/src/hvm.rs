@@ -50,6 +50,9 @@ impl Domain {
                 GuestView::new(&self.mem, req.paging).write_obj(arg, &now)?;
                 Ok(0)
             }
+            // A shadow-paging hint; with hardware paging there is nothing to
+            // drop. Linux probes it at boot and takes -ENOSYS as "not offered".
+            HVMOP_PAGETABLE_DYING => Err(XenErrno::Enosys),
             _ => {
                 self.report_unknown(HYPERVISOR_HVM_OP, op, "hvm_op sub-op");
                 Err(XenErrno::Enosys)

@@ -82,8 +82,8 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "linux-boot",
-        about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm, to a shell on ttyS0",
-        command: "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 earlyprintk=ttyS0 no_timer_check panic=-1 loglevel=7\" --timeout 400",
+        about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm; its /init runs on hvc0 and powers off",
+        command: "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400",
         l1_timeout_secs: 480,
         l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
         anchor: false,
