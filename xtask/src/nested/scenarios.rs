@@ -83,11 +83,29 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "linux-boot",
         about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm; its /init runs on hvc0 and powers off",
-        command: "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400",
+        command: LINUX_BOOT_CMD,
         l1_timeout_secs: 480,
         l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
         anchor: false,
         check: check_linux_boot,
+    },
+    Scenario {
+        name: "linux-boot-smp",
+        about: "the same with -smp 2: both vCPUs online, IPIs by event channels",
+        command: LINUX_BOOT_SMP_CMD,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        anchor: false,
+        check: check_linux_boot_smp,
+    },
+    Scenario {
+        name: "linux-boot-410",
+        about: "the same as Xen 4.10: no per-vCPU upcall vector flag, so Linux uses the global callback vector",
+        command: LINUX_BOOT_410_CMD,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        anchor: false,
+        check: check_linux_boot_410,
     },
     Scenario {
         name: "linux-boot-qemu",
@@ -96,7 +114,7 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 480,
         l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
         anchor: true,
-        check: check_linux_boot,
+        check: check_linux_boot_qemu,
     },
     Scenario {
         name: "bench-boot",
@@ -154,23 +172,71 @@ fn check_bench_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
     }
 }
 
+/// xenkvm booting the Debian kernel; the kernel logs to ttyS0 and hvc0, its
+/// /init runs on hvc0 (the last console).
+const LINUX_BOOT_CMD: &str = "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400";
+const LINUX_BOOT_SMP_CMD: &str = "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -smp 2 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400";
+const LINUX_BOOT_410_CMD: &str = "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x4000a,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400";
+
 /// What the L2 guest does once its /init runs: report where it is and stop.
 const LINUX_BOOT_INIT: &str = "echo XENKVM-L2: up
 echo XENKVM-L2: hypervisor=$(cat /sys/hypervisor/type 2>/dev/null)
 echo XENKVM-L2: version=$(cat /sys/hypervisor/version/major 2>/dev/null).$(cat /sys/hypervisor/version/minor 2>/dev/null)
+echo XENKVM-L2: cpus=$(grep -c ^processor /proc/cpuinfo)
+echo XENKVM-L2: timer-before $(grep -E 'timer0$' /proc/interrupts)
+sleep 1
+echo XENKVM-L2: timer-after $(grep -E 'timer0$' /proc/interrupts)
 grep -i xen /proc/interrupts
 dmesg | grep -i -E 'xen|grant|evtchn'
 poweroff -f";
 
-fn check_linux_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
+/// The first number after `label` on the guest's `XENKVM-L2: <label>` line:
+/// the interrupt count of the line `grep` printed.
+fn interrupt_count(c: &Console, label: &str) -> Option<u64> {
+    let line = c.line_with(&format!("XENKVM-L2: {label} "))?;
+    line.split_once(label)?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What the scenario's command line asks for: the Xen version and vCPUs.
+fn expected(command: &str) -> (&'static str, u32) {
+    let version = if command.contains("xen-version=0x4000a") { "4.10" } else { "4.17" };
+    let cpus = if command.contains("-smp 2") { 2 } else { 1 };
+    (version, cpus)
+}
+
+fn check_linux_boot_of(c: &Console, report: &mut Vec<String>, command: &str) -> Result<()> {
     let text = c.text();
     report.extend(c.output.iter().filter(|l| l.contains("XENKVM-L2:")).cloned());
+    report.extend(c.output.iter().filter(|l| l.contains("xen-percpu") || l.contains("xen-dyn")).cloned());
     report_status(c, report);
+    let (version, cpus) = expected(command);
+    for bad in ["BUG:", "Oops", "Kernel panic", "Cannot get hvm parameter"] {
+        ensure!(!text.contains(bad), "the guest log has {bad:?}");
+    }
     ensure!(text.contains("XENKVM-L2: up"), "the L2 kernel did not reach its /init");
     ensure!(text.contains("XENKVM-L2: hypervisor=xen"), "/sys/hypervisor/type is not xen");
-    ensure!(text.contains("XENKVM-L2: version=4.17"), "/sys/hypervisor/version is not 4.17");
+    ensure!(text.contains(&format!("XENKVM-L2: version={version}")), "/sys/hypervisor/version is not {version}");
+    ensure!(text.contains(&format!("XENKVM-L2: cpus={cpus}")), "the guest does not see {cpus} vCPUs");
+    let (before, after) = (interrupt_count(c, "timer-before"), interrupt_count(c, "timer-after"));
+    ensure!(matches!((before, after), (Some(b), Some(a)) if a > b), "the Xen timer interrupt did not count up: {before:?} -> {after:?}");
     ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
     Ok(())
+}
+
+fn check_linux_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    check_linux_boot_of(c, report, LINUX_BOOT_CMD)
+}
+
+fn check_linux_boot_smp(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    check_linux_boot_of(c, report, LINUX_BOOT_SMP_CMD)
+}
+
+fn check_linux_boot_410(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    check_linux_boot_of(c, report, LINUX_BOOT_410_CMD)
+}
+
+fn check_linux_boot_qemu(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    check_linux_boot_of(c, report, "")
 }
 
 pub fn find(name: &str) -> Result<&'static Scenario> {
@@ -337,6 +403,8 @@ mod tests {
                 "bench-hypercall",
                 "bench-hypercall-kernel",
                 "linux-boot",
+                "linux-boot-smp",
+                "linux-boot-410",
                 "linux-boot-qemu",
                 "bench-boot"
             ]
@@ -413,4 +481,19 @@ mod tests {
         assert!(check_bench(&failed, &mut r).is_err());
         assert_eq!(r[0], "bench hypercall: FAIL: x");
     }
+    #[test]
+    fn linux_boot_checks_version_cpus_timer_and_bad_lines() {
+        let good = "XENKVM-NESTED: L1 up\nXENKVM-L2: up\nXENKVM-L2: hypervisor=xen\nXENKVM-L2: version=4.17\n\
+                    XENKVM-L2: cpus=1\nXENKVM-L2: timer-before 24: 10 xen-percpu -virq timer0\n\
+                    XENKVM-L2: timer-after 24: 250 xen-percpu -virq timer0\nXENKVM-NESTED: rc=0\n";
+        let c = Console::parse(&console(good));
+        assert!(check_linux_boot(&c, &mut Vec::new()).is_ok());
+        assert!(check_linux_boot_smp(&c, &mut Vec::new()).unwrap_err().to_string().contains("2 vCPUs"));
+        assert!(check_linux_boot_410(&c, &mut Vec::new()).unwrap_err().to_string().contains("4.10"));
+        let stuck = good.replace("timer-after 24: 250", "timer-after 24: 10");
+        assert!(check_linux_boot(&Console::parse(&console(&stuck)), &mut Vec::new()).is_err());
+        let oops = good.replace("XENKVM-L2: up", "XENKVM-L2: up\n[ 1.0] BUG: kernel NULL pointer dereference");
+        assert!(check_linux_boot(&Console::parse(&console(&oops)), &mut Vec::new()).unwrap_err().to_string().contains("BUG:"));
+    }
+
 }
