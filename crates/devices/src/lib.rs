@@ -5,8 +5,11 @@
 
 pub mod acpi_pm;
 pub mod bus;
+pub mod clock;
 pub mod ioapic;
 pub mod pci;
+pub mod pit;
+pub mod rtc;
 pub mod serial;
 pub mod xen_platform;
 

@@ -17,6 +17,7 @@ use xenkvm_devices::acpi_pm::{PowerControl, ResetControl};
 
 use crate::events::{Backends, IntxRoute, Signal, VmmUpcall};
 use crate::irq::{IoapicPin, KvmMsi};
+use crate::legacy::LegacyTimers;
 use std::sync::atomic::AtomicBool;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
 use xenkvm_kvm::xen::XenTimeAttrs;
@@ -83,6 +84,8 @@ pub struct BuiltVm {
     pub time_attrs: Option<Arc<XenTimeAttrs>>,
     /// COM1, when it is connected to stdio (stdin feeds its receiver).
     pub serial: Option<Arc<Mutex<Com1>>>,
+    /// PIT and RTC, whose interrupts a VMM thread raises.
+    pub legacy: LegacyTimers,
     /// Guest RAM; kept here so it outlives the vCPUs that map it.
     pub ram: GuestMemoryMmap<()>,
     pub hypercall_msr: u32,
@@ -193,8 +196,8 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
     crate::acpi::write_tables(&ram, cfg.vcpus, &pci_irqs)?;
     let control = Arc::new(RunControl::default());
-    let (bus, serial) = devices(cfg, &ioapic, control.clone())?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, signals, time_attrs, ram, hypercall_msr, control })
+    let (bus, serial, legacy) = devices(cfg, &ioapic, control.clone())?;
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, ram, hypercall_msr, control })
 }
 
 /// Maps the xenstore and console pages, grants them to the backends through the
@@ -254,8 +257,8 @@ const COM1_IRQ: usize = 4;
 
 /// COM1 as wired here.
 pub type Com1 = SerialPort<IoapicPin, LineFlushedStdout>;
-/// The port-I/O bus and, when it is on stdio, COM1.
-type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>);
+/// The port-I/O bus, COM1 when it is on stdio, and the legacy timers.
+type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>, LegacyTimers);
 
 fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerControl>) -> Result<PioDevices, VmmError> {
     let mut bus = PioBus::new();
@@ -276,5 +279,6 @@ fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerCont
         serial = Some(port);
     }
     bus.insert(POST_PORT.into(), 1, Arc::new(Mutex::new(Sink)))?;
-    Ok((bus, serial))
+    let legacy = crate::legacy::attach(&mut bus, ioapic, cfg.memory_bytes)?;
+    Ok((bus, serial, legacy))
 }

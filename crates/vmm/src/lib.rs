@@ -9,6 +9,7 @@ pub mod config;
 mod console;
 mod events;
 mod irq;
+mod legacy;
 mod pvconsole;
 mod stdin;
 mod vcpu;
@@ -165,12 +166,20 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .name("xen-timers".into())
         .spawn(move || events::run_timers(domain, timers, timer_control))
         .map_err(VmmError::SpawnThread)?;
+    let (legacy_signal, legacy_control) = (vm.legacy.signal(), control.clone());
+    let legacy = vm.legacy;
+    let legacy_thread = std::thread::Builder::new()
+        .name("legacy-timers".into())
+        .spawn(move || legacy.run(&legacy_control))
+        .map_err(VmmError::SpawnThread)?;
     let end = control.wait(limit);
     control.finish(end.clone());
     vm.signals.timers.notify();
     vm.signals.backends.signal.notify();
+    legacy_signal.notify();
     let _ = console_thread.join();
     let _ = timer_thread.join();
+    let _ = legacy_thread.join();
     let _ = store_thread.join();
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.
