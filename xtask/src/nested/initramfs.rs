@@ -76,10 +76,14 @@ pub fn l2_init(body: &str, modules: &[&str]) -> String {
     s
 }
 
-/// The L2 image: busybox, an `/init` from `body` and the chosen modules of
-/// `l2/modules` (names without `.ko`, loaded in the given order).
-pub fn l2_archive(settings: &Settings, body: &str, modules: &[&str]) -> Result<Archive> {
+/// The L2 image: busybox, an `/init` from `body`, the chosen modules of
+/// `l2/modules` (names without `.ko`, loaded in the given order) and `files`
+/// (image paths and host files, e.g. from `program_files`).
+pub fn l2_archive(settings: &Settings, body: &str, modules: &[&str], files: &[(String, PathBuf)]) -> Result<Archive> {
     let mut a = base(&settings.busybox(), &l2_init(body, modules))?;
+    for (path, host) in files {
+        a.host_file(path, host)?;
+    }
     for m in modules {
         ensure!(!m.contains('/') && !m.is_empty(), "bad module name {m:?}");
         let host = settings.l2_modules().join(format!("{m}.ko"));
@@ -89,9 +93,46 @@ pub fn l2_archive(settings: &Settings, body: &str, modules: &[&str]) -> Result<A
     Ok(a)
 }
 
-/// Builds the gzipped L2 initramfs of `spec` at `dest`.
+/// Builds the gzipped L2 initramfs of `spec` at `dest`, with its host programs.
 pub fn build_l2_initramfs(settings: &Settings, spec: &L2Spec, dest: &Path) -> Result<()> {
-    l2_archive(settings, spec.init, spec.modules)?.write_gz(dest)
+    let files = program_files(spec.extra_programs)?;
+    l2_archive(settings, spec.init, spec.modules, &files)?.write_gz(dest)
+}
+
+/// Where `program` is on the host: itself when it has a `/`, else the first
+/// executable file of that name in a `PATH` directory.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return runnable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| runnable(p))
+}
+
+/// Host programs for an image: each at its host path (symlinks followed, so the
+/// image gets the file itself) plus the libraries and loader `ldd` lists, at
+/// their host paths; no path twice.
+pub fn program_files(programs: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for program in programs {
+        let exe = find_program(program).with_context(|| format!("program {program:?} not found on the host"))?;
+        let mut add = |p: PathBuf| -> Result<()> {
+            let s = p.to_str().with_context(|| format!("non-UTF-8 path {}", p.display()))?.to_string();
+            if !files.iter().any(|(f, _)| *f == s) {
+                files.push((s, p));
+            }
+            Ok(())
+        };
+        let libs = shared_libraries(&exe)?;
+        add(exe)?;
+        for lib in libs {
+            add(lib)?;
+        }
+    }
+    Ok(files)
 }
 
 /// The L1 image of `scenario`: busybox, `/init`, `/scenario.sh`, the VMM at
@@ -208,6 +249,27 @@ mod tests {
     }
 
     #[test]
+    fn programs_come_with_their_libraries_once() {
+        let files = program_files(&["sh", "sh", "/bin/sh"]).unwrap();
+        let sh = find_program("sh").unwrap();
+        assert_eq!(files[0], (sh.to_str().unwrap().to_string(), sh.clone()));
+        let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[i + 1..].contains(n), "{n} twice in {names:?}");
+        }
+        assert_eq!(files.len() > 1, !shared_libraries(&sh).unwrap().is_empty(), "{names:?}");
+        assert!(program_files(&["no-such-program-xtask"]).unwrap_err().to_string().contains("not found"));
+        assert!(find_program("/no/such/prog").is_none());
+
+        let (settings, dir) = test_settings("programs");
+        let l2 = l2_archive(&settings, "true", &[], &files).unwrap();
+        for n in &names {
+            assert!(l2.paths().iter().any(|p| p == n), "{n} missing from the L2 image");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn l1_init_marks_runs_the_scenario_and_powers_off() {
         let s = l1_init(90);
         assert!(s.starts_with("#!/bin/busybox sh\n/bin/busybox --install -s /bin\n"));
@@ -248,13 +310,13 @@ mod tests {
         let (settings, dir) = test_settings("l2");
         let exe = dir.join("xenkvm");
         std::fs::write(&exe, "ELF").unwrap();
-        let spec = L2Spec { init: "echo L2 up\npoweroff -f", modules: &["xen-evtchn"] };
-        let l2 = l2_archive(&settings, spec.init, spec.modules).unwrap();
+        let spec = L2Spec { init: "echo L2 up\npoweroff -f", modules: &["xen-evtchn"], extra_programs: &[] };
+        let l2 = l2_archive(&settings, spec.init, spec.modules, &[]).unwrap();
         assert!(l2.paths().contains(&"/modules/xen-evtchn.ko".to_string()));
         let Some(super::super::cpio::Node::File { data, .. }) = l2.get("/init") else { panic!() };
         let init = String::from_utf8_lossy(data);
         assert!(init.contains("insmod /modules/xen-evtchn.ko\necho L2 up\npoweroff -f\n"), "{init}");
-        assert!(l2_archive(&settings, "true", &["no-such-module"]).is_err());
+        assert!(l2_archive(&settings, "true", &["no-such-module"], &[]).is_err());
 
         let initrd = dir.join("l2.cpio.gz");
         build_l2_initramfs(&settings, &spec, &initrd).unwrap();

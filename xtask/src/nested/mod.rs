@@ -122,6 +122,47 @@ fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
+/// The Debian package of a host program an image carries, for installing it.
+fn package_of(program: &str) -> Option<&'static str> {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    name.starts_with("xenstore").then_some("xenstore-utils")
+}
+
+/// Every host program of `scenario` (L1's and L2's).
+fn scenario_programs(scenario: &Scenario) -> Vec<&'static str> {
+    let mut all = scenario.extra_programs.to_vec();
+    if let Some(l2) = &scenario.l2 {
+        all.extend(l2.extra_programs.iter().filter(|p| !scenario.extra_programs.contains(p)));
+    }
+    all
+}
+
+/// Installs the packages of the scenario's host programs that are missing
+/// (xenstore-utils for the xenstore tools) with apt-get.
+fn ensure_programs(scenario: &Scenario) -> Result<()> {
+    let programs = scenario_programs(scenario);
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| initramfs::find_program(p).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = Vec::new();
+    for p in &missing {
+        let Some(pkg) = package_of(p) else { bail!("host program {p:?} is missing and xtask knows no package for it") };
+        if !packages.contains(&pkg) {
+            packages.push(pkg);
+        }
+    }
+    eprintln!("xtask: {} missing; installing {} with apt-get", missing.join(", "), packages.join(" "));
+    let st = Command::new("sh")
+        .args(["-c", &format!("apt-get update && apt-get install -y {}", packages.join(" "))])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get")?;
+    let still: Vec<&str> = missing.into_iter().filter(|p| initramfs::find_program(p).is_none()).collect();
+    ensure!(st.success() && still.is_empty(), "could not install {} (apt-get: {st}); install it and retry", packages.join(" "));
+    Ok(())
+}
+
 /// Builds the VMM the normal way (release, dynamically linked); L1 gets the
 /// libraries `ldd` lists at the same paths.
 fn build_xenkvm(settings: &Settings) -> Result<(PathBuf, Vec<PathBuf>)> {
@@ -139,6 +180,7 @@ pub fn run(name: &str) -> Result<()> {
     let settings = Settings::from_env()?;
     settings.check(scenario)?;
     ensure_tools()?;
+    ensure_programs(scenario)?;
     let started = Instant::now();
     let (exe, libs) = build_xenkvm(&settings)?;
     let work = settings.target_dir.join("nested").join(scenario.name);
@@ -151,7 +193,8 @@ pub fn run(name: &str) -> Result<()> {
         }
         None => None,
     };
-    let extra = if scenario.anchor { initramfs::anchor_files(&settings)? } else { Vec::new() };
+    let mut extra = if scenario.anchor { initramfs::anchor_files(&settings)? } else { Vec::new() };
+    extra.extend(initramfs::program_files(scenario.extra_programs)?);
     let initrd = work.join("l1.cpio.gz");
     initramfs::l1_archive(&settings, scenario, &exe, &libs, l2.as_deref(), &extra)?.write_gz(&initrd)?;
     let prepared = started.elapsed();
@@ -274,6 +317,16 @@ mod tests {
         s.dir = d.join("absent");
         assert!(s.check(probe).unwrap_err().to_string().contains("does not exist"));
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn xenstore_tools_come_from_xenstore_utils() {
+        assert_eq!(package_of("xenstore-watch"), Some("xenstore-utils"));
+        assert_eq!(package_of("/usr/bin/xenstore-ls"), Some("xenstore-utils"));
+        assert_eq!(package_of("strace"), None);
+        let s = scenarios::find("linux-xenstore").unwrap();
+        assert_eq!(scenario_programs(s), ["xenstore-ls", "xenstore-read", "xenstore-write", "xenstore-watch"]);
+        assert!(scenario_programs(scenarios::find("linux-boot").unwrap()).is_empty());
     }
 
     #[test]

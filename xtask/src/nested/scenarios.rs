@@ -15,6 +15,9 @@ pub struct L2Spec {
     pub init: &'static str,
     /// Modules of `l2/modules`, without `.ko`, in load order.
     pub modules: &'static [&'static str],
+    /// Host programs (names on `PATH` or absolute paths) the image carries at
+    /// their host paths, with their shared libraries.
+    pub extra_programs: &'static [&'static str],
 }
 
 /// Judges a run: pushes report lines, fails with the reason.
@@ -31,6 +34,8 @@ pub struct Scenario {
     pub l2: Option<L2Spec>,
     /// L1 also gets the anchor QEMU at `/anchor` (ANCHORS.md).
     pub anchor: bool,
+    /// Host programs L1 carries at their host paths, with their shared libraries.
+    pub extra_programs: &'static [&'static str],
     pub check: Check,
 }
 
@@ -42,6 +47,7 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 120,
         l2: None,
         anchor: false,
+        extra_programs: &[],
         check: check_probe,
     },
     Scenario {
@@ -51,6 +57,7 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 180,
         l2: None,
         anchor: false,
+        extra_programs: &[],
         check: check_selftest,
     },
     Scenario {
@@ -60,6 +67,7 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 180,
         l2: None,
         anchor: false,
+        extra_programs: &[],
         check: check_selftest,
     },
     Scenario {
@@ -69,6 +77,7 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 360,
         l2: None,
         anchor: false,
+        extra_programs: &[],
         check: check_bench,
     },
     Scenario {
@@ -78,6 +87,7 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 360,
         l2: None,
         anchor: false,
+        extra_programs: &[],
         check: check_bench,
     },
     Scenario {
@@ -85,8 +95,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm; its /init runs on hvc0 and powers off",
         command: LINUX_BOOT_CMD,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
         anchor: false,
+        extra_programs: &[],
         check: check_linux_boot,
     },
     Scenario {
@@ -94,8 +105,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same with -smp 2: both vCPUs online, IPIs by event channels",
         command: LINUX_BOOT_SMP_CMD,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
         anchor: false,
+        extra_programs: &[],
         check: check_linux_boot_smp,
     },
     Scenario {
@@ -103,8 +115,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same as Xen 4.10: no per-vCPU upcall vector flag, so Linux uses the global callback vector",
         command: LINUX_BOOT_410_CMD,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
         anchor: false,
+        extra_programs: &[],
         check: check_linux_boot_410,
     },
     Scenario {
@@ -112,17 +125,29 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same Debian guest and image under the anchor QEMU 10.2's Xen emulation (ANCHORS.md), for comparison",
         command: "timeout -s KILL 400 /anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 earlyprintk=ttyS0 no_timer_check panic=-1 loglevel=7\"",
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
         anchor: true,
+        extra_programs: &[],
         check: check_linux_boot_qemu,
+    },
+    Scenario {
+        name: "linux-xenstore",
+        about: "the Debian guest lists its XenStore tree with xenstore-ls over its xenbus device; its write fires a watch set on the host socket",
+        command: LINUX_XENSTORE_SCRIPT,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: LINUX_XENSTORE_INIT, modules: XENSTORE_MODULES, extra_programs: XENSTORE_PROGRAMS }),
+        anchor: false,
+        extra_programs: XENSTORE_PROGRAMS,
+        check: check_linux_xenstore,
     },
     Scenario {
         name: "bench-boot",
         about: "xenkvm and the anchor QEMU boot the same Debian guest in turn, twice each: start to /init and peak RSS (cargo xtask bench boot)",
         command: BENCH_BOOT_SCRIPT,
         l1_timeout_secs: 540,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[] }),
+        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
         anchor: true,
+        extra_programs: &[],
         check: check_bench_boot,
     },
 ];
@@ -189,6 +214,85 @@ echo XENKVM-L2: timer-after $(grep -E 'timer0$' /proc/interrupts)
 grep -i xen /proc/interrupts
 dmesg | grep -i -E 'xen|grant|evtchn'
 poweroff -f";
+
+/// Debian's xenstore-utils (hard links to one binary, dispatching on its name).
+const XENSTORE_PROGRAMS: &[&str] = &["xenstore-ls", "xenstore-read", "xenstore-write", "xenstore-watch"];
+/// xenfs (`/proc/xen`, needs xen-privcmd); the Debian 6.1 kernel has the xenbus
+/// device `/dev/xen/xenbus` built in, xenfs gives `/proc/xen/xenbus` as well.
+const XENSTORE_MODULES: &[&str] = &["xen-privcmd", "xenfs"];
+
+/// xenkvm in the background with a fixed host socket; once the socket is
+/// there a host `xenstore-watch` on the guest's `data` logs every event to a
+/// file, printed after xenkvm ends as `HOST-WATCH: <path>`. The script exits
+/// with xenkvm's status.
+const LINUX_XENSTORE_SCRIPT: &str = r#"rm -f /tmp/xs.sock /tmp/watch.log
+XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" --xenstore-socket /tmp/xs.sock --timeout 400 &
+vmm=$!
+i=0
+while [ ! -S /tmp/xs.sock ] && [ $i -lt 600 ] && kill -0 $vmm 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+echo "XENKVM-L1: socket $(ls -l /tmp/xs.sock 2>&1)"
+XENSTORED_PATH=/tmp/xs.sock xenstore-watch /local/domain/1/data > /tmp/watch.log 2>&1 &
+watch=$!
+wait $vmm
+rc=$?
+kill $watch 2>/dev/null
+sed 's/^/HOST-WATCH: /' /tmp/watch.log
+echo "XENKVM-L1: xenkvm rc=$rc"
+exit $rc"#;
+
+/// The guest lists its home with xenstore-ls over its xenbus device, writes
+/// `data/test` (relative to its home) and reads it back.
+const LINUX_XENSTORE_INIT: &str = "echo XENKVM-L2: up
+mkdir -p /proc/xen
+mount -t xenfs xenfs /proc/xen
+echo XENKVM-L2: dev-xen $(ls /dev/xen 2>&1) proc-xen $(ls /proc/xen 2>&1)
+echo XENKVM-L2: domain $(xenstore-read domid 2>&1) name $(xenstore-read name 2>&1)
+xenstore-ls /local/domain/1 > /tmp/ls.out 2>&1
+rc=$?
+sed 's/^/XS-LS: /' /tmp/ls.out
+echo XENKVM-L2: xenstore-ls rc=$rc
+xenstore-write data/test hello-from-guest
+echo XENKVM-L2: xenstore-write rc=$?
+echo XENKVM-L2: read-back $(xenstore-read /local/domain/1/data/test 2>&1)
+sleep 2
+poweroff -f";
+
+/// Nodes the toolstack creates under the domain's home (default_tree.rs).
+const XENSTORE_HOME_NODES: &[&str] = &["name", "domid", "memory", "device", "control", "data"];
+
+fn check_linux_xenstore(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let text = c.text();
+    report.extend(c.output.iter().filter(|l| l.contains("XENKVM-L2:") || l.contains("XENKVM-L1:")).cloned());
+    // The top level of the listing: lines without xenstore-ls's indentation.
+    let listed: Vec<&str> = c
+        .output
+        .iter()
+        .filter_map(|l| l.find("XS-LS: ").map(|i| &l[i + "XS-LS: ".len()..]))
+        .filter(|l| !l.starts_with(' '))
+        .collect();
+    report.push(format!("guest xenstore-ls /local/domain/1, top level: {}", listed.join(" | ")));
+    let watch: Vec<&str> = c.output.iter().filter_map(|l| l.find("HOST-WATCH: ").map(|i| &l[i..])).collect();
+    report.extend(watch.iter().map(|l| l.to_string()));
+    report_status(c, report);
+    for bad in ["BUG:", "Oops", "Kernel panic"] {
+        ensure!(!text.contains(bad), "the guest log has {bad:?}");
+    }
+    ensure!(text.contains("XENKVM-L2: up"), "the L2 kernel did not reach its /init");
+    ensure!(text.contains("XENKVM-L2: xenstore-ls rc=0"), "xenstore-ls failed in the guest");
+    let missing: Vec<&str> = XENSTORE_HOME_NODES
+        .iter()
+        .copied()
+        .filter(|n| !listed.iter().any(|l| l.split(" = ").next() == Some(*n)))
+        .collect();
+    ensure!(missing.is_empty(), "the guest's xenstore-ls does not list {missing:?}");
+    ensure!(text.contains("XENKVM-L2: xenstore-write rc=0"), "the guest's xenstore-write failed");
+    ensure!(
+        watch.iter().any(|l| l.trim_end() == "HOST-WATCH: /local/domain/1/data/test"),
+        "the host's watch on /local/domain/1/data did not fire for data/test"
+    );
+    ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
+    Ok(())
+}
 
 /// The first number after `label` on the guest's `XENKVM-L2: <label>` line:
 /// the interrupt count of the line `grep` printed.
@@ -406,6 +510,7 @@ mod tests {
                 "linux-boot-smp",
                 "linux-boot-410",
                 "linux-boot-qemu",
+                "linux-xenstore",
                 "bench-boot"
             ]
         );
@@ -494,6 +599,36 @@ mod tests {
         assert!(check_linux_boot(&Console::parse(&console(&stuck)), &mut Vec::new()).is_err());
         let oops = good.replace("XENKVM-L2: up", "XENKVM-L2: up\n[ 1.0] BUG: kernel NULL pointer dereference");
         assert!(check_linux_boot(&Console::parse(&console(&oops)), &mut Vec::new()).unwrap_err().to_string().contains("BUG:"));
+    }
+
+    #[test]
+    fn linux_xenstore_needs_the_tree_the_write_the_watch_and_status_zero() {
+        let good = "XENKVM-NESTED: L1 up\nxenkvm: xenstore for host tools at /tmp/xs.sock (XENSTORED_PATH)\n\
+                    XENKVM-L1: socket srwxr-xr-x 1 root root 0 /tmp/xs.sock\nXENKVM-L2: up\n\
+                    XS-LS: vm = \"\"\nXS-LS: name = \"xenkvm-guest\"\nXS-LS: domid = \"1\"\nXS-LS: memory = \"\"\n\
+                    XS-LS:  static-max = \"524288\"\nXS-LS: device = \"\"\nXS-LS:  suspend = \"\"\n\
+                    XS-LS: control = \"\"\nXS-LS:  shutdown = \"\"\nXS-LS: data = \"\"\nXENKVM-L2: xenstore-ls rc=0\n\
+                    XENKVM-L2: xenstore-write rc=0\nXENKVM-L2: read-back hello-from-guest\n\
+                    HOST-WATCH: /local/domain/1/data\nHOST-WATCH: /local/domain/1/data/test\n\
+                    XENKVM-L1: xenkvm rc=0\nXENKVM-NESTED: rc=0\n";
+        let run = |t: &str| {
+            let mut r = Vec::new();
+            check_linux_xenstore(&Console::parse(&console(t)), &mut r).map(|()| r)
+        };
+        let r = run(good).unwrap();
+        assert!(r.contains(&"HOST-WATCH: /local/domain/1/data/test".to_string()), "{r:?}");
+        assert!(r.iter().any(|l| l.starts_with("guest xenstore-ls") && l.contains("device = \"\"")), "{r:?}");
+        assert!(r.contains(&"xenkvm exit status 0 (guest powered off)".to_string()), "{r:?}");
+        let err = |t: &str| run(t).unwrap_err().to_string();
+        assert!(err(&good.replace("XS-LS: control", "XS-LS:  control")).contains("\"control\""));
+        assert!(err(&good.replace("xenstore-ls rc=0", "xenstore-ls rc=1")).contains("xenstore-ls failed"));
+        assert!(err(&good.replace("xenstore-write rc=0", "xenstore-write rc=1")).contains("xenstore-write"));
+        assert!(err(&good.replace("HOST-WATCH: /local/domain/1/data/test\n", "")).contains("watch"));
+        assert!(err(&good.replace("NESTED: rc=0", "NESTED: rc=124")).contains("124"));
+        assert!(err(&good.replace("XENKVM-L2: up", "XENKVM-L2: up\nOops: 0000")).contains("Oops"));
+        let s = find("linux-xenstore").unwrap();
+        assert_eq!(s.l2.unwrap().extra_programs, s.extra_programs);
+        assert!(s.command.contains("--xenstore-socket /tmp/xs.sock") && s.command.contains("exit $rc"));
     }
 
 }
