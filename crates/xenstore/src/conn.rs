@@ -146,6 +146,11 @@ impl Connection {
         self.epoch
     }
 
+    /// Watch events in the outbox (the `watch-events` quota counts these).
+    pub fn queued_events(&self) -> u32 {
+        self.queued_events
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }

@@ -32,6 +32,8 @@ pub mod conn;
 pub mod default_tree;
 pub mod engine;
 pub mod errno;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod node;
 mod ops;
 mod ops_domain;

@@ -178,3 +178,17 @@ fn oversized_events_are_dropped_and_duplicates_merged() {
     write(&mut xs, a, 0, "/dup", "2").unwrap();
     assert_eq!(xs.drain(w).len(), 1);
 }
+
+#[test]
+fn queued_events_counts_the_watch_events_in_the_outbox() {
+    let (mut xs, a, w) = setup();
+    xs.process(w, &Message::with_strings(Watch, 1, 0, &[b"/q", b"t"]));
+    let conn = xs.connection(w).unwrap();
+    assert_eq!((conn.queued_events(), conn.outstanding()), (1, 1));
+    ok(&mut xs, a, Write, 0, &["/q", "v"]);
+    let conn = xs.connection(w).unwrap();
+    assert_eq!(conn.queued_events(), 1, "the pending event for /q is merged");
+    assert_eq!(conn.outbox_len(), 2);
+    xs.drain(w);
+    assert_eq!(xs.connection(w).unwrap().queued_events(), 0);
+}
