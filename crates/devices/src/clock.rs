@@ -71,6 +71,20 @@ impl Clock for ManualClock {
     }
 }
 
+/// An interrupt line for tests that counts its triggers; clones share the count.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct CountIrq(pub Arc<std::sync::atomic::AtomicUsize>);
+
+#[cfg(test)]
+impl vm_superio::Trigger for CountIrq {
+    type E = std::io::Error;
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// Called by a device when the guest changed something that moves its next
 /// interrupt, so the thread serving it re-plans its sleep.
 pub type Waker = Box<dyn Fn() + Send>;

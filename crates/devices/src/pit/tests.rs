@@ -1,21 +1,10 @@
 //! PIT behaviour as Linux uses it, on a manual clock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{CountIrq, ManualClock};
 
-#[derive(Clone, Default)]
-struct CountIrq(Arc<AtomicUsize>);
-
-impl Trigger for CountIrq {
-    type E = std::io::Error;
-    fn trigger(&self) -> std::io::Result<()> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
 
 /// Ticks elapsed before the tests start, so nothing lines up with zero.
 const T0: u64 = 123_457;

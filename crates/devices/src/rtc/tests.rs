@@ -1,21 +1,10 @@
 //! RTC behaviour as Linux and firmware use it, on a manual wall clock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{CountIrq, ManualClock};
 
-#[derive(Clone, Default)]
-struct CountIrq(Arc<AtomicUsize>);
-
-impl Trigger for CountIrq {
-    type E = std::io::Error;
-    fn trigger(&self) -> std::io::Result<()> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
 
 const SEC: u64 = 1_000_000_000;
 /// 2024-02-29 13:45:07 UTC, a Thursday.
