@@ -179,17 +179,24 @@ impl Domain {
     /// line for vCPU 0). A vCPU blocked in SCHEDOP_block is kicked either way.
     pub(crate) fn assert_evtchn_irq(&mut self, vcpu: u32) {
         match self.upcall_via(vcpu) {
-            // The kernel injects the global vector on the vCPU's next entry
-            // while the flag is set; an extra LAPIC interrupt would never see
-            // an EOI (guests do not acknowledge that vector).
-            Some(UpcallVia::CallbackVector(_)) if self.kernel_callback_vector => self.ports.upcall.kick(vcpu),
-            Some(via) => self.ports.upcall.raise(vcpu, via),
+            Some(via) => self.inject_upcall(vcpu, via),
             None if vcpu == 0 => self.sync_callback_line(),
             None => {}
         }
         let blocked = self.events.vcpus.get(vcpu as usize).and_then(|v| v.wait.as_ref()).is_some_and(|w| w.ports.is_empty());
         if blocked {
             self.ports.upcall.kick(vcpu);
+        }
+    }
+
+    /// Injects `vcpu`'s upcall by `via`. The kernel injects the global vector
+    /// itself on the vCPU's next entry while the flag is set, so it only needs
+    /// a kick: an extra LAPIC interrupt would never see an EOI (guests do not
+    /// acknowledge that vector).
+    fn inject_upcall(&self, vcpu: u32, via: UpcallVia) {
+        match via {
+            UpcallVia::CallbackVector(_) if self.kernel_callback_vector => self.ports.upcall.kick(vcpu),
+            via => self.ports.upcall.raise(vcpu, via),
         }
     }
 
@@ -215,10 +222,8 @@ impl Domain {
     pub fn reassert_upcalls(&self) {
         for vcpu in 0..self.cfg.vcpus {
             if self.upcall_pending(vcpu) {
-                match self.upcall_via(vcpu) {
-                    Some(UpcallVia::CallbackVector(_)) if self.kernel_callback_vector => self.ports.upcall.kick(vcpu),
-                    Some(via) => self.ports.upcall.raise(vcpu, via),
-                    None => {}
+                if let Some(via) = self.upcall_via(vcpu) {
+                    self.inject_upcall(vcpu, via);
                 }
             }
         }
