@@ -4,4 +4,9 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+pub mod blkback;
+pub mod blkif;
 pub mod console;
+pub mod grants;
+pub mod ring;
+pub mod xenbus;
