@@ -197,9 +197,9 @@ impl BlockBackend {
 
     /// Runs the handshake one step. `with_store` runs a closure with the
     /// store locked (e.g. `Shared::with`). Returns whether the connection changed.
-    pub fn xenbus<F>(&mut self, with_store: F) -> Result<bool, StoreError>
+    pub fn xenbus<F>(&mut self, mut with_store: F) -> Result<bool, StoreError>
     where
-        F: Fn(&mut dyn FnMut(&mut Xenstore) -> Result<Option<Step>, StoreError>) -> Result<Option<Step>, StoreError>,
+        F: FnMut(&mut dyn FnMut(&mut Xenstore) -> Result<Option<Step>, StoreError>) -> Result<Option<Step>, StoreError>,
     {
         let client = self.client;
         let mut params = None;
