@@ -120,6 +120,21 @@ impl KvmVcpu {
         Ok(msrs.as_slice().first().map(|e| e.data).unwrap_or(0))
     }
 
+    /// A one-line picture of where the vCPU is (for hang reports).
+    pub fn describe(&self) -> String {
+        let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) else {
+            return format!("vCPU {}: registers unreadable", self.id);
+        };
+        let ev = self.fd.get_vcpu_events().ok();
+        let pending = ev.map_or(String::new(), |e| {
+            format!(" int(inj={} nr={:#x}) nmi_pending={} exc_inj={}", e.interrupt.injected, e.interrupt.nr, e.nmi.pending, e.exception.injected)
+        });
+        format!(
+            "vCPU {}: rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rdi={:#x} cr0={:#x} cr3={:#x} cr4={:#x}{pending}",
+            self.id, r.rip, r.rsp, r.rflags, r.rax, r.rdi, s.cr0, s.cr3, s.cr4
+        )
+    }
+
     /// The guest TSC frequency in kHz.
     pub fn tsc_khz(&self) -> Result<u32> {
         self.fd.get_tsc_khz().map_err(Error::ReadTsc)

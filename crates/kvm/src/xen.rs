@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use kvm_bindings::{
     kvm_irq_routing_xen_evtchn, kvm_xen_hvm_attr, kvm_xen_hvm_config, kvm_xen_vcpu_attr, KVMIO,
     KVM_XEN_ATTR_TYPE_LONG_MODE, KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_ATTR_TYPE_UPCALL_VECTOR,
-    KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, KVM_XEN_VCPU_ATTR_TYPE_TIMER,
-    KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
+    KVM_XEN_HVM_CONFIG_EVTCHN_SEND, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_CURRENT, KVM_XEN_VCPU_ATTR_TYPE_TIMER,
+    KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_ID, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO,
 };
 use xenkvm_xen_core::ports::{KernelEvents, KernelTime};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
+use crate::kick::VcpuKicker;
 use crate::{Error, KvmVm, Result};
 
 ioctl_iow_nr!(KVM_XEN_HVM_CONFIG, KVMIO, 0x7a, kvm_xen_hvm_config);
@@ -41,6 +42,10 @@ enum AttrValue {
     Vector(u8),
     /// VIRQ_TIMER's port (0: the kernel stops running the timer).
     TimerPort(u32),
+    /// The Xen vCPU id the kernel's timer hypercalls compare against.
+    VcpuId(u32),
+    /// A runstate (RUNSTATE_running .. RUNSTATE_offline).
+    Runstate(u64),
 }
 
 impl AttrValue {
@@ -54,6 +59,8 @@ impl AttrValue {
                 attr.u.timer.priority = PRIO_2LEVEL;
                 attr.u.timer.expires_ns = 0;
             }
+            AttrValue::VcpuId(id) => attr.u.vcpu_id = id,
+            AttrValue::Runstate(state) => attr.u.runstate.state = state,
         }
         attr
     }
@@ -73,6 +80,12 @@ impl KvmVm {
             return Err(Error::XenAttr(kvm_ioctls::Error::last()));
         }
         Ok(())
+    }
+
+    /// Tells KVM vCPU `id`'s Xen vCPU id (the MADT processor UID and CPUID
+    /// leaf 4's EBX). Call before the vCPU first runs.
+    pub fn set_xen_vcpu_id(&self, id: u32) -> Result<()> {
+        self.set_vcpu_attr(id, KVM_XEN_VCPU_ATTR_TYPE_VCPU_ID, AttrValue::VcpuId(id))
     }
 
     /// Keeps a duplicate of vCPU `id`'s fd for Xen attribute ioctls.
@@ -169,22 +182,32 @@ pub struct XenTimeAttrs {
     vm: Arc<KvmVm>,
     pending: Mutex<Vec<PendingAttr>>,
     any: AtomicBool,
+    kicker: Arc<VcpuKicker>,
 }
 
 impl XenTimeAttrs {
-    pub fn new(vm: Arc<KvmVm>) -> Self {
-        Self { vm, pending: Mutex::new(Vec::new()), any: AtomicBool::new(false) }
+    pub fn new(vm: Arc<KvmVm>, kicker: Arc<VcpuKicker>) -> Self {
+        Self { vm, pending: Mutex::new(Vec::new()), any: AtomicBool::new(false), kicker }
     }
 
+    /// Queues an attribute and kicks its vCPU out of KVM_RUN to apply it, so it
+    /// is in place before that vCPU's next instruction (an AP set up by the BSP
+    /// must have its timer and vcpu_info in KVM before it starts).
     fn queue(&self, vcpu: u32, kind: u32, value: AttrValue) -> bool {
+        if self.kicker.is_current(vcpu) {
+            // The vCPU's own thread, between exits: apply in order, now.
+            self.apply(vcpu);
+            return self.vm.set_vcpu_attr(vcpu, kind, value).map_err(|e| tracing::warn!("KVM refused Xen vCPU attribute {kind} for vCPU {vcpu}: {e}")).is_ok();
+        }
         match self.pending.lock() {
             Ok(mut p) => {
                 p.push(PendingAttr { vcpu, kind, value });
                 self.any.store(true, Ordering::Release);
-                true
             }
-            Err(_) => false,
+            Err(_) => return false,
         }
+        self.kicker.kick(vcpu);
+        true
     }
 
     /// Applies what is queued for vCPU `id` (called by that vCPU's thread).
@@ -220,6 +243,32 @@ impl KernelTime for XenTimeAttrs {
 
     fn time_area_at(&self, vcpu: u32, gpa: Option<u64>) -> bool {
         self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO, AttrValue::Gpa(gpa))
+    }
+
+    fn runstate_area_at(&self, vcpu: u32, gpa: Option<u64>) -> bool {
+        // KVM < 6.2 always brackets updates with XEN_RUNSTATE_UPDATE, which
+        // is what a guest that enabled the vm_assist expects anyway.
+        if self.vm.caps.xen_hvm & kvm_bindings::KVM_XEN_HVM_CONFIG_RUNSTATE == 0 {
+            return false;
+        }
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, AttrValue::Gpa(gpa))
+    }
+
+    fn runstate_update_flag(&self, on: bool) {
+        if self.vm.caps.xen_hvm & kvm_bindings::KVM_XEN_HVM_CONFIG_RUNSTATE_UPDATE_FLAG == 0 {
+            return;
+        }
+        let mut attr = kvm_xen_hvm_attr { type_: kvm_bindings::KVM_XEN_ATTR_TYPE_RUNSTATE_UPDATE_FLAG as u16, ..Default::default() };
+        attr.u.runstate_update_flag = u8::from(on);
+        if let Err(e) = self.vm.set_hvm_attr(&attr) {
+            tracing::warn!("KVM refused the runstate update flag: {e}");
+        }
+    }
+
+    fn runstate_now(&self, vcpu: u32, state: i32) {
+        if let Ok(state) = u64::try_from(state) {
+            self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_CURRENT, AttrValue::Runstate(state));
+        }
     }
 }
 

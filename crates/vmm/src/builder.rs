@@ -20,6 +20,7 @@ use crate::irq::{IoapicPin, KvmMsi};
 use crate::legacy::LegacyTimers;
 use std::sync::atomic::AtomicBool;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
+use xenkvm_kvm::kick::VcpuKicker;
 use xenkvm_kvm::xen::XenTimeAttrs;
 use xenkvm_kvm::{KvmVcpu, KvmVm};
 use xenkvm_xen_abi::cpuid::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
@@ -82,6 +83,8 @@ pub struct BuiltVm {
     pub signals: Signals,
     /// KVM's Xen time attributes, applied by each vCPU thread (kernel path only).
     pub time_attrs: Option<Arc<XenTimeAttrs>>,
+    /// Interrupts a vCPU thread's KVM_RUN.
+    pub kicker: Arc<VcpuKicker>,
     /// COM1, when it is connected to stdio (stdin feeds its receiver).
     pub serial: Option<Arc<Mutex<Com1>>>,
     /// PIT and RTC, whose interrupts a VMM thread raises.
@@ -182,7 +185,13 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     };
     let mut domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
     // With the kernel's Xen support, KVM keeps the pvclock records and the clock.
-    let time_attrs = kernel_hypercalls.then(|| Arc::new(XenTimeAttrs::new(kvm.clone())));
+    let kicker = Arc::new(VcpuKicker::new(vmm_sys_util::signal::SIGRTMIN(), cfg.vcpus));
+    let time_attrs = kernel_hypercalls.then(|| Arc::new(XenTimeAttrs::new(kvm.clone(), kicker.clone())));
+    if kernel_events {
+        for v in &vcpus {
+            kvm.set_xen_vcpu_id(v.id)?;
+        }
+    }
     if let Some(t) = &time_attrs {
         domain.set_kernel_time(t.clone());
         if kernel_events {
@@ -197,7 +206,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     crate::acpi::write_tables(&ram, cfg.vcpus, &pci_irqs)?;
     let control = Arc::new(RunControl::default());
     let (bus, serial, legacy) = devices(cfg, &ioapic, control.clone())?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, ram, hypercall_msr, control })
+    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, kicker, ram, hypercall_msr, control })
 }
 
 /// Maps the xenstore and console pages, grants them to the backends through the

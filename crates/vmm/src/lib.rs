@@ -134,6 +134,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
             hypercall_msr: vm.hypercall_msr,
             signals: vm.signals.clone(),
             time_attrs: vm.time_attrs.clone(),
+            kicker: vm.kicker.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("vcpu{}", vcpu.id))

@@ -8,6 +8,7 @@ use std::time::Duration;
 use xenkvm_devices::ioapic::Ioapic;
 
 use crate::builder::Signals;
+use xenkvm_kvm::kick::VcpuKicker;
 use xenkvm_kvm::xen::XenTimeAttrs;
 use xenkvm_devices::{MmioBus, PioBus};
 use xenkvm_kvm::{ExitHandler, KvmVcpu, VcpuEvent};
@@ -40,6 +41,11 @@ impl RunControl {
         }
         self.stop.store(true, Ordering::SeqCst);
         self.changed.notify_all();
+    }
+
+    /// Whether the main thread stopped the guest at its wall-clock limit.
+    pub fn timed_out(&self) -> bool {
+        self.end.lock().is_ok_and(|e| *e == Some(GuestEnd::Timeout))
     }
 
     pub fn stopping(&self) -> bool {
@@ -83,6 +89,7 @@ pub struct Handler {
     pub hypercall_msr: u32,
     pub signals: Signals,
     pub time_attrs: Option<Arc<XenTimeAttrs>>,
+    pub kicker: Arc<VcpuKicker>,
 }
 
 impl Handler {
@@ -176,6 +183,7 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
         d.vcpu_started(vcpu.id);
     }
     let control = handler.control.clone();
+    handler.kicker.register_current(vcpu.id);
     while !control.stopping() {
         if let Some(t) = &handler.time_attrs {
             t.apply(vcpu.id);
@@ -198,5 +206,9 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
             VcpuEvent::TripleFault => control.finish(GuestEnd::TripleFault),
             VcpuEvent::Fatal(msg) => control.finish(GuestEnd::Fatal(format!("vCPU {}: {msg}", vcpu.id))),
         }
+    }
+    handler.kicker.unregister(vcpu.id);
+    if control.timed_out() {
+        tracing::warn!("stopped at the wall-clock limit: {}", vcpu.describe());
     }
 }

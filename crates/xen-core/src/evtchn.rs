@@ -103,6 +103,8 @@ pub struct VcpuEvents {
     /// What the vCPU waits for in SCHEDOP_block/poll, between `Outcome::Wait`
     /// and `end_wait`.
     pub wait: Option<Wait>,
+    /// `evtchn_upcall_pending` was set at the last [`Domain::reassert_upcalls`].
+    pub pending_last_pass: bool,
 }
 
 /// All event-channel state of a domain, in plain data.

@@ -184,6 +184,9 @@ impl Domain {
             VMASST_CMD_DISABLE => self.vm_assist &= !(1 << kind),
             _ => return Err(XenErrno::Einval),
         }
+        if let Some(kt) = &self.kernel_time {
+            kt.runstate_update_flag(self.runstate_update_flag());
+        }
         Ok(0)
     }
 

@@ -8,6 +8,10 @@ use xenkvm_xen_abi::shared_info::VCPU_INFO_SIZE;
 use xenkvm_xen_abi::xen::XEN_LEGACY_MAX_VCPUS;
 
 use crate::domain::Domain;
+use crate::HypercallRequest;
+
+/// Size of the native `vcpu_runstate_info`.
+const RUNSTATE_SIZE: u64 = 48;
 use crate::ports::KernelTime;
 
 impl Domain {
@@ -49,6 +53,38 @@ impl Domain {
         if let Some(v) = self.vcpus.get_mut(vcpu as usize) {
             v.kernel_time = kept;
         }
+    }
+
+    /// After `vcpu`'s runstate area was (re)registered by `req`'s caller: hands
+    /// it to the kernel if the kernel can keep it (a native-layout record in
+    /// one page of a 64-bit guest), else takes it back. Returns whether the
+    /// kernel keeps it now.
+    pub(crate) fn kernel_runstate_area(&mut self, vcpu: u32, req: &HypercallRequest) -> bool {
+        let Some(kt) = self.kernel_time.clone() else { return false };
+        let Some(v) = self.vcpus.get(vcpu as usize) else { return false };
+        let (area, was, state) = (v.runstate_area, v.kernel_runstate, v.runstate.state);
+        let gpa = match area {
+            Some((gva, false)) if !self.shared_info_compat => {
+                req.paging.translate(&self.mem, gva, true).ok().filter(|g| g % 4096 <= 4096 - RUNSTATE_SIZE)
+            }
+            _ => None,
+        };
+        let kept = match gpa {
+            Some(gpa) => kt.runstate_area_at(vcpu, Some(gpa)),
+            None => {
+                if was {
+                    kt.runstate_area_at(vcpu, None);
+                }
+                false
+            }
+        };
+        if kept {
+            kt.runstate_now(vcpu, state);
+        }
+        if let Some(v) = self.vcpus.get_mut(vcpu as usize) {
+            v.kernel_runstate = kept;
+        }
+        kept
     }
 
     /// Whether the kernel keeps `vcpu`'s pvclock records.

@@ -117,4 +117,15 @@ pub trait KernelTime: Send + Sync {
     fn vcpu_info_at(&self, vcpu: u32, gpa: u64) -> bool;
     /// The same for the extra time area (`None`: unregister).
     fn time_area_at(&self, vcpu: u32, gpa: Option<u64>) -> bool;
+    /// The kernel should keep `vcpu`'s (native layout) runstate record at
+    /// guest-physical `gpa`, accounting running and runnable (preempted) time
+    /// itself (`None`: stop). Returns whether it will.
+    fn runstate_area_at(&self, _vcpu: u32, _gpa: Option<u64>) -> bool {
+        false
+    }
+    /// `vcpu` enters runstate `state` for a reason only the VMM sees (it blocks
+    /// in, or returns from, a wait the VMM serves). Called on `vcpu`'s thread.
+    fn runstate_now(&self, _vcpu: u32, _state: i32) {}
+    /// The guest turned the `runstate_update_flag` vm_assist on or off.
+    fn runstate_update_flag(&self, _on: bool) {}
 }

@@ -45,6 +45,8 @@ pub struct VcpuState {
     pub runstate: Runstate,
     /// The host kernel keeps this vCPU's pvclock records (vcpu_info, time area).
     pub kernel_time: bool,
+    /// The host kernel keeps this vCPU's runstate record.
+    pub kernel_runstate: bool,
 }
 
 impl Domain {
@@ -64,7 +66,8 @@ impl Domain {
             VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => {
                 let area: VcpuRegisterMemoryArea = GuestView::new(&self.mem, req.paging).read_obj(arg)?;
                 self.vcpu_mut(vcpu)?.runstate_area = (area.addr != 0).then_some((area.addr, req.compat()));
-                if vcpu == req.vcpu {
+                let kernel = self.kernel_runstate_area(vcpu, req);
+                if vcpu == req.vcpu && !kernel {
                     self.write_runstate(vcpu, req.paging);
                 }
                 Ok(0)
@@ -168,8 +171,13 @@ impl Domain {
     /// with its current page tables).
     pub(crate) fn set_runstate(&mut self, vcpu: u32, state: i32, paging: PagingState) {
         let now = self.now_ns();
-        if let Some(v) = self.vcpus.get_mut(vcpu as usize) {
-            v.runstate.change(state, now);
+        let Some(v) = self.vcpus.get_mut(vcpu as usize) else { return };
+        v.runstate.change(state, now);
+        if v.kernel_runstate {
+            if let Some(kt) = &self.kernel_time {
+                kt.runstate_now(vcpu, state);
+            }
+            return;
         }
         self.write_runstate(vcpu, paging);
     }

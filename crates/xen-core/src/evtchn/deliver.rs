@@ -218,13 +218,22 @@ impl Domain {
     /// still set. Xen re-checks the flag on every VM entry; a VMM that delivers
     /// upcalls as interrupts must retry, or an interrupt the guest's LAPIC dropped
     /// (sent before the guest enabled it) leaves events stuck forever, because
-    /// new events only raise the upcall when the flag goes from 0 to 1.
-    pub fn reassert_upcalls(&self) {
+    /// new events only raise the upcall when the flag goes from 0 to 1. Where the
+    /// kernel delivers, its injection is the rule and this only rescues a flag
+    /// that stayed set since the previous pass: an interrupt from this thread
+    /// into a running vCPU costs an exit, and the guest is usually just about
+    /// to take the one the kernel sent.
+    pub fn reassert_upcalls(&mut self) {
+        let patient = self.kernel_events.is_some();
         for vcpu in 0..self.cfg.vcpus {
-            if self.upcall_pending(vcpu) {
-                if let Some(via) = self.upcall_via(vcpu) {
-                    self.inject_upcall(vcpu, via);
-                }
+            let pending = self.upcall_pending(vcpu);
+            let Some(v) = self.events.vcpus.get_mut(vcpu as usize) else { continue };
+            let seen_before = std::mem::replace(&mut v.pending_last_pass, pending);
+            if !pending || (patient && !seen_before) {
+                continue;
+            }
+            if let Some(via) = self.upcall_via(vcpu) {
+                self.inject_upcall(vcpu, via);
             }
         }
     }

@@ -132,8 +132,11 @@ fn the_global_vector_is_left_to_the_kernel_with_a_kick() {
     assert_eq!(t.call(HYPERVISOR_HVM_OP, &[HVMOP_SET_PARAM, ARGS]), 0);
     assert_eq!(k.take(), [Asked::CallbackVector(Some(0xF3))]);
     t.upcall.take();
-    // vCPU 0's upcall flag is set: the kernel injects; the core only kicks.
+    // vCPU 0's upcall flag is set: the kernel injects. The core leaves it
+    // alone for one pass, then only kicks.
     assert!(t.d.shared_info.write(0, &[1]));
+    t.d.reassert_upcalls();
+    assert_eq!(t.upcall.take(), []);
     t.d.reassert_upcalls();
     assert_eq!(t.upcall.take(), [UpcallEvent::Kick(0)]);
     // A GSI route hands the vector back.

@@ -7,6 +7,7 @@ mod evtchn;
 mod gnttab;
 mod hypercalls;
 mod kernel_events;
+mod kernel_runstate;
 mod paging;
 mod timer;
 mod upcall;
