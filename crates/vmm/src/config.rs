@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use xenkvm_xen_pv::xenbus::{disk_name, parse_vdev};
+
 /// Xen version in `XENVER_version` form (major << 16 | minor).
 pub const DEFAULT_XEN_VERSION: u32 = 0x40011;
 /// Default grant-table frames (`xen-gnttab-max-frames`).
@@ -75,6 +77,35 @@ pub enum SerialConfig {
     None,
 }
 
+/// How a disk image is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskFormat {
+    #[default]
+    Raw,
+    Qcow2,
+}
+
+/// One PV disk (`-drive ...,if=xen` or `-device xen-disk,...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub readonly: bool,
+    /// `file.locking`: take an flock on the image (default on).
+    pub locking: bool,
+    /// `xvda`, `xvdb`, ...; `None`: the first name no other disk uses.
+    pub vdev: Option<String>,
+    /// A CD-ROM (`xen-cdrom`): device-type cdrom, read-only.
+    pub cdrom: bool,
+}
+
+impl DiskConfig {
+    /// A writable raw image with locking.
+    pub fn raw(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), format: DiskFormat::Raw, readonly: false, locking: true, vdev: None, cdrom: false }
+    }
+}
+
 /// A whole VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -94,6 +125,8 @@ pub struct VmConfig {
     /// Unix socket where Xen's tools reach the guest's xenstore as dom0
     /// (`None`: a per-process path in the runtime directory).
     pub xenstore_socket: Option<PathBuf>,
+    /// PV disks, in command-line order.
+    pub disks: Vec<DiskConfig>,
 }
 
 /// A `VmConfig` that cannot be run.
@@ -109,7 +142,16 @@ pub enum ConfigError {
     GnttabFrames(u32),
     #[error("xen-evtchn-max-pirq={0} is out of range (1 to 1024)")]
     MaxPirq(u32),
+    #[error(transparent)]
+    Vdev(#[from] xenkvm_xen_pv::xenbus::ParseVdevError),
+    #[error("two disks use vdev {0}")]
+    DuplicateVdev(String),
+    #[error("more than {MAX_DISKS} disks")]
+    TooManyDisks,
 }
+
+/// Most PV disks a VM may have.
+pub const MAX_DISKS: usize = 64;
 
 /// Most vCPUs a VM may have.
 pub const MAX_VCPUS: u32 = 288;
@@ -138,6 +180,7 @@ impl VmConfig {
             no_reboot: true,
             timeout: None,
             xenstore_socket: None,
+            disks: Vec::new(),
         }
     }
 
@@ -160,6 +203,43 @@ impl VmConfig {
         if !(1..=1024).contains(&self.accel.evtchn_max_pirq) {
             return Err(ConfigError::MaxPirq(self.accel.evtchn_max_pirq));
         }
-        Ok(())
+        self.disk_vdevs().map(|_| ())
+    }
+
+    /// Each disk's virtual device name and id: the given ones, and for the
+    /// others the first free `xvdX` in order (as QEMU assigns them).
+    pub fn disk_vdevs(&self) -> Result<Vec<(String, u32)>, ConfigError> {
+        use xenkvm_xen_pv::xenbus::{disk_name, parse_vdev};
+        if self.disks.len() > MAX_DISKS {
+            return Err(ConfigError::TooManyDisks);
+        }
+        let mut taken = Vec::new();
+        for d in &self.disks {
+            if let Some(v) = &d.vdev {
+                let id = parse_vdev(v)?;
+                if taken.contains(&id) {
+                    return Err(ConfigError::DuplicateVdev(v.clone()));
+                }
+                taken.push(id);
+            }
+        }
+        let mut next = 0;
+        let mut out = Vec::new();
+        for d in &self.disks {
+            let (name, id) = match &d.vdev {
+                Some(v) => (v.clone(), parse_vdev(v)?),
+                None => loop {
+                    let name = disk_name(next);
+                    next += 1;
+                    let id = parse_vdev(&name)?;
+                    if !taken.contains(&id) {
+                        taken.push(id);
+                        break (name, id);
+                    }
+                },
+            };
+            out.push((name, id));
+        }
+        Ok(out)
     }
 }

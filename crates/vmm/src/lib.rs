@@ -7,9 +7,11 @@ mod acpi;
 mod builder;
 pub mod config;
 mod console;
+mod disk;
 mod events;
 mod irq;
 mod legacy;
+mod pvblock;
 mod pvconsole;
 mod stdin;
 mod vcpu;
@@ -61,6 +63,8 @@ pub enum VmmError {
     KickSignal(#[source] vmm_sys_util::errno::Error),
     #[error("Internal error: {0}")]
     Internal(String),
+    #[error("Cannot open a disk")]
+    OpenDisk(#[source] Box<disk::OpenDiskError>),
 }
 
 /// Exit statuses, one per way a guest can end.
@@ -121,6 +125,7 @@ fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmEr
 
 /// Builds and runs the VM once, until the guest ends or `limit` passes.
 fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmError> {
+    let disks = pvblock::open_disks(cfg)?;
     let vm = builder::build(cfg)?;
     let control = vm.control.clone();
     let mut threads = Vec::new();
@@ -157,11 +162,19 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .spawn(move || console.run())
         .map_err(VmmError::SpawnThread)?;
     let store = xenstored::Xenstored::new(cfg, &vm.special, vm.signals.backends.clone())?;
+    let disk_context = pvblock::Context {
+        domain: vm.domain.clone(),
+        shared: store.shared(),
+        changes: store.changes(),
+        backends: vm.signals.backends.clone(),
+        control: control.clone(),
+    };
     let (store_domain, store_backends, store_control) = (vm.domain.clone(), vm.signals.backends.clone(), control.clone());
     let store_thread = std::thread::Builder::new()
         .name("xenstored".into())
         .spawn(move || store.run(store_domain, store_backends, store_control))
         .map_err(VmmError::SpawnThread)?;
+    let disk_threads = pvblock::start(disks, &disk_context)?;
     let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
     let timer_thread = std::thread::Builder::new()
         .name("xen-timers".into())
@@ -182,6 +195,9 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
     let _ = timer_thread.join();
     let _ = legacy_thread.join();
     let _ = store_thread.join();
+    for t in disk_threads {
+        let _ = t.join();
+    }
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.
         std::mem::forget(vm.ram);

@@ -2,6 +2,7 @@
 //! domain, the domain introduced on the store page and channel, and a thread
 //! that runs the ring whenever the guest kicks the channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub struct Xenstored {
     ring: XenstoreRing,
     page: Arc<SharedPage>,
     port: u32,
+    /// Counts store activity that produced output (a change a backend may
+    /// be waiting for); backends re-read their nodes when it moves.
+    changes: Arc<AtomicU64>,
     /// Kept alive for the VM's lifetime; removes its socket when dropped.
     _socket: Option<SocketServer>,
 }
@@ -63,7 +67,15 @@ impl Xenstored {
         let conn = xs.introduce_domain(u32::from(DOMID), XENSTORE_GFN, special.xenstore_guest_port).map_err(err)?;
         let ring = XenstoreRing::new(&xs, conn, &Page(&special.xenstore));
         // A tool's write can queue a watch event for the guest: wake the ring.
-        let shared = Shared::with_hook(xs, Box::new(move |_| backends.signal.notify()));
+        let changes = Arc::new(AtomicU64::new(0));
+        let counter = changes.clone();
+        let shared = Shared::with_hook(
+            xs,
+            Box::new(move |_| {
+                counter.fetch_add(1, Ordering::Release);
+                backends.signal.notify()
+            }),
+        );
         let path = cfg.xenstore_socket_path();
         let socket = match SocketServer::spawn(&path, shared.clone()) {
             Ok(s) => {
@@ -75,7 +87,17 @@ impl Xenstored {
                 None
             }
         };
-        Ok(Self { shared, ring, page: special.xenstore.clone(), port: special.xenstore_port, _socket: socket })
+        Ok(Self { shared, ring, page: special.xenstore.clone(), port: special.xenstore_port, changes, _socket: socket })
+    }
+
+    /// The store, for the backends' own nodes.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// The store activity counter (see the field).
+    pub fn changes(&self) -> Arc<AtomicU64> {
+        self.changes.clone()
     }
 
     /// Serves the ring until the VM stops.

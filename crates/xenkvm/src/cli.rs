@@ -87,6 +87,14 @@ pub struct Cli {
     /// default $XDG_RUNTIME_DIR/xenkvm-PID.xenstored: --xenstore-socket PATH
     #[arg(long, value_name = "PATH")]
     xenstore_socket: Option<std::path::PathBuf>,
+    /// A disk image: -drive file=F,if=xen[,format=raw|qcow2][,readonly=on] or
+    /// -drive file=F,if=none,id=ID for -device
+    #[arg(long, value_name = "file=F,if=xen|none,...", action = ArgAction::Append)]
+    drive: Vec<String>,
+    /// A PV disk made of an if=none drive: -device xen-disk,drive=ID[,vdev=xvdN]
+    /// (also xen-block, and xen-cdrom for a read-only CD-ROM)
+    #[arg(long, value_name = "xen-disk,drive=ID,...", action = ArgAction::Append)]
+    device: Vec<String>,
 }
 
 /// A QEMU option xenkvm recognises but rejects: its name and whether it takes a value.
@@ -99,9 +107,7 @@ const fn unsupported(name: &'static str, takes_value: bool) -> Unsupported {
     Unsupported { name, takes_value }
 }
 
-const UNSUPPORTED: [Unsupported; 13] = [
-    unsupported("drive", true),
-    unsupported("device", true),
+const UNSUPPORTED: [Unsupported; 11] = [
     unsupported("chardev", true),
     unsupported("mon", true),
     unsupported("netdev", true),
@@ -263,6 +269,7 @@ impl Cli {
             cfg.timeout = Some(options::parse_timeout(timeout)?);
         }
         cfg.xenstore_socket = self.xenstore_socket.clone();
+        cfg.disks = crate::drive::parse_disks(&self.drive, &self.device)?;
         cfg.validate().map_err(|source| CliError::Config {
             option: option_of(&source),
             source,
@@ -351,6 +358,11 @@ fn option_of(error: &ConfigError) -> &'static str {
         ConfigError::XenVersion(_) | ConfigError::GnttabFrames(_) | ConfigError::MaxPirq(_)
     ) {
         "-accel"
+    } else if matches!(
+        error,
+        ConfigError::Vdev(_) | ConfigError::DuplicateVdev(_) | ConfigError::TooManyDisks
+    ) {
+        "-drive/-device"
     } else {
         "invalid configuration"
     }

@@ -67,6 +67,12 @@ pub enum CliError {
     /// A QEMU option xenkvm recognises but does not implement, e.g. `-drive`.
     #[error("option {0} is not supported yet")]
     Unsupported(String),
+    #[error("-drive if={0}: only if=xen (a PV disk) and if=none (with -device xen-disk) are supported")]
+    DriveInterface(String),
+    #[error("-device ...,drive={0}: no -drive ...,if=none,id={0}")]
+    NoSuchDrive(String),
+    #[error("-device ...,drive={0}: that drive is already used by another disk")]
+    DriveInUse(String),
     #[error("-xen-attach needs a real Xen host; xenkvm emulates Xen on KVM")]
     XenAttach,
     /// [`xenkvm_vmm::VmConfig::validate`] rejected the value of `option`.

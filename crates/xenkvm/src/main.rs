@@ -1,6 +1,7 @@
 //! `xenkvm`: run a Xen guest on Linux/KVM, with QEMU's command-line syntax.
 
 mod cli;
+mod drive;
 mod error;
 mod options;
 mod xenstored;

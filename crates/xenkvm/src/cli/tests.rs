@@ -159,6 +159,7 @@ fn full_linux_command_line() {
         no_reboot: false,
         timeout: None,
         xenstore_socket: None,
+        disks: Vec::new(),
     };
     assert_eq!(cfg, expected);
 }
@@ -268,8 +269,8 @@ fn unsupported_options_are_named() {
         );
     }
     assert_eq!(
-        xen_err(&["--drive", "file=a,if=xen"]).to_string(),
-        "option -drive is not supported yet"
+        xen_err(&["--device", "xen-console,chardev=c"]).to_string(),
+        "option -device xen-console is not supported yet"
     );
     let e = xen_err(&["-xen-attach"]);
     assert!(matches!(e, CliError::XenAttach), "{e:?}");

@@ -1,0 +1,135 @@
+//! PV disks: one backend thread per disk. The thread runs the XenBus
+//! handshake when the store changed, serves the blkif ring when the guest
+//! kicks the disk's event channel (and every few milliseconds, in case a kick
+//! was missed), and sends the guest an event when it asked for one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xenkvm_xen_core::Domain;
+use xenkvm_xen_pv::blkback::{xenbus_with_shared, BlockBackend, BlockDevice, DiskOptions};
+use xenkvm_xen_pv::grants::DomainGrants;
+use xenkvm_xenstore::server::Shared;
+
+use crate::builder::DOMID;
+use crate::events::Backends;
+use crate::vcpu::RunControl;
+use crate::{disk, VmConfig, VmmError};
+
+/// Longest sleep without a kick.
+const POLL: Duration = Duration::from_millis(20);
+/// The handshake is re-checked at least this often even without store activity.
+const XENBUS_RECHECK: Duration = Duration::from_secs(1);
+/// Requests answered before the thread looks at the store and its wake-ups again.
+const BUDGET: usize = 256;
+
+/// The opened images of a VM, before the store exists.
+pub struct OpenDisks(Vec<(DiskOptions, Box<dyn BlockDevice>)>);
+
+/// Opens (and locks) every image; fails before anything runs.
+pub fn open_disks(cfg: &VmConfig) -> Result<OpenDisks, VmmError> {
+    let names = cfg.disk_vdevs()?;
+    let mut out = Vec::new();
+    for (d, (vdev, devid)) in cfg.disks.iter().zip(names) {
+        let device = disk::open(d).map_err(|e| VmmError::OpenDisk(Box::new(e)))?;
+        let opts = DiskOptions {
+            vdev,
+            devid,
+            params: d.path.display().to_string(),
+            readonly: d.readonly || d.cdrom,
+            cdrom: d.cdrom,
+            persistent: true,
+        };
+        tracing::info!("disk {} ({:?}, {} bytes{}) as {}", opts.params, d.format, device.size(), if opts.readonly { ", read-only" } else { "" }, opts.vdev);
+        out.push((opts, device));
+    }
+    Ok(OpenDisks(out))
+}
+
+/// What every disk thread shares.
+pub struct Context {
+    pub domain: Arc<Mutex<Domain>>,
+    pub shared: Arc<Shared>,
+    pub changes: Arc<AtomicU64>,
+    pub backends: Arc<Backends>,
+    pub control: Arc<RunControl>,
+}
+
+/// Creates each disk's store nodes and starts its thread.
+pub fn start(disks: OpenDisks, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmError> {
+    let mut threads = Vec::new();
+    for (opts, device) in disks.0 {
+        let grants = DomainGrants::new(ctx.domain.clone());
+        let name = format!("blk-{}", opts.vdev);
+        let backend = ctx
+            .shared
+            .with(|xs| BlockBackend::create(xs, u32::from(DOMID), opts, device, grants))
+            .map_err(|e| VmmError::Internal(format!("disk xenstore set-up: {e}")))?;
+        let worker = Worker {
+            backend,
+            shared: ctx.shared.clone(),
+            changes: ctx.changes.clone(),
+            domain: ctx.domain.clone(),
+            backends: ctx.backends.clone(),
+            control: ctx.control.clone(),
+        };
+        let t = std::thread::Builder::new().name(name).spawn(move || worker.run()).map_err(VmmError::SpawnThread)?;
+        threads.push(t);
+    }
+    Ok(threads)
+}
+
+struct Worker {
+    backend: BlockBackend,
+    shared: Arc<Shared>,
+    changes: Arc<AtomicU64>,
+    domain: Arc<Mutex<Domain>>,
+    backends: Arc<Backends>,
+    control: Arc<RunControl>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut store_seen = None;
+        let mut checked = Instant::now();
+        while !self.control.stopping() {
+            let seen = self.backends.signal.current();
+            let changes = self.changes.load(Ordering::Acquire);
+            if store_seen != Some(changes) || checked.elapsed() >= XENBUS_RECHECK {
+                store_seen = Some(changes);
+                checked = Instant::now();
+                if let Err(e) = xenbus_with_shared(&mut self.backend, &self.shared) {
+                    tracing::warn!("{}: {e}", self.backend.paths().backend);
+                }
+            }
+            let Some(port) = self.backend.port() else {
+                self.backends.signal.wait(seen, POLL);
+                continue;
+            };
+            self.backends.take(port);
+            let progress = self.backend.process(BUDGET);
+            if progress.notify {
+                if let Ok(mut d) = self.domain.lock() {
+                    let _ = d.backend_send(port);
+                }
+            }
+            if !progress.more {
+                self.backends.signal.wait(seen, POLL);
+            }
+        }
+        let s = self.backend.stats();
+        tracing::info!(
+            "{}: {} reads ({} bytes), {} writes ({} bytes), {} flushes, {} discards, {} errors",
+            self.backend.paths().backend,
+            s.reads,
+            s.bytes_read,
+            s.writes,
+            s.bytes_written,
+            s.flushes,
+            s.discards,
+            s.errors
+        );
+    }
+}
