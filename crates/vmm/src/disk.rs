@@ -241,6 +241,36 @@ mod tests {
     }
 
     #[test]
+    fn qcow2_round_trip_and_discard() {
+        use imago::FormatCreateBuilder;
+        let p = temp("qcow2", 0);
+        let storage = ImagoFile::from_open_file(
+            OpenOptions::new().read(true).write(true).open(&p).unwrap(),
+            StorageOpenOptions::new().filename(&p).write(true),
+        )
+        .unwrap();
+        Qcow2::<ImagoFile>::create_builder(storage).size(4 << 20).create().unwrap();
+        let mut c = cfg(&p, false, true);
+        c.format = DiskFormat::Qcow2;
+        let mut d = open(&c).unwrap();
+        assert_eq!(d.size(), 4 << 20);
+        assert!(open(&c).is_err(), "locked");
+        d.write_at(65536 + 512, &[0x5C; 4096]).unwrap();
+        d.flush().unwrap();
+        drop(d);
+        let mut d = open(&c).unwrap();
+        let mut b = vec![0u8; 8192];
+        d.read_at(65536, &mut b).unwrap();
+        assert_eq!(&b[..512], &[0; 512][..]);
+        assert_eq!(&b[512..4608], &[0x5C; 4096][..]);
+        d.discard(65536, 65536).unwrap();
+        d.read_at(65536, &mut b).unwrap();
+        assert_eq!(b, vec![0; 8192]);
+        drop(d);
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
     fn garbage_is_not_qcow2() {
         let p = temp("notqcow", 65536);
         let mut c = cfg(&p, false, true);
