@@ -29,6 +29,7 @@
 
 mod backend;
 mod deliver;
+pub use deliver::KERNEL_RESCUE_PASSES;
 
 use xenkvm_xen_abi::errno::XenErrno;
 use xenkvm_xen_abi::event_channel::*;
@@ -103,8 +104,9 @@ pub struct VcpuEvents {
     /// What the vCPU waits for in SCHEDOP_block/poll, between `Outcome::Wait`
     /// and `end_wait`.
     pub wait: Option<Wait>,
-    /// `evtchn_upcall_pending` was set at the last [`Domain::reassert_upcalls`].
-    pub pending_last_pass: bool,
+    /// How many [`Domain::reassert_upcalls`] passes in a row found
+    /// `evtchn_upcall_pending` set.
+    pub pending_passes: u32,
 }
 
 /// All event-channel state of a domain, in plain data.

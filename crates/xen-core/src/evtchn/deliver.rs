@@ -15,6 +15,10 @@ use xenkvm_xen_abi::xen::XEN_LEGACY_MAX_VCPUS;
 use crate::domain::Domain;
 use crate::ports::{CallbackLine, UpcallVia};
 
+/// With kernel delivery, the passes of [`Domain::reassert_upcalls`] (about
+/// 20 ms each) an upcall flag must stay set before the core re-raises it.
+pub const KERNEL_RESCUE_PASSES: u32 = 50;
+
 /// The route `HVM_PARAM_CALLBACK_IRQ` selects (Xen's `hvm_set_callback_via`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -218,18 +222,20 @@ impl Domain {
     /// still set. Xen re-checks the flag on every VM entry; a VMM that delivers
     /// upcalls as interrupts must retry, or an interrupt the guest's LAPIC dropped
     /// (sent before the guest enabled it) leaves events stuck forever, because
-    /// new events only raise the upcall when the flag goes from 0 to 1. Where the
-    /// kernel delivers, its injection is the rule and this only rescues a flag
-    /// that stayed set since the previous pass: an interrupt from this thread
-    /// into a running vCPU costs an exit, and the guest is usually just about
-    /// to take the one the kernel sent.
+    /// new events only raise the upcall when the flag goes from 0 to 1.
+    ///
+    /// Where the kernel delivers, its injection is the rule and this only
+    /// rescues a flag that stayed set for [`KERNEL_RESCUE_PASSES`] passes: the
+    /// flag stays set as long as the guest runs with interrupts off, and each
+    /// interrupt sent into such a vCPU costs exits and interrupt-window work
+    /// for nothing (the vector is already in its IRR).
     pub fn reassert_upcalls(&mut self) {
-        let patient = self.kernel_events.is_some();
+        let every = if self.kernel_events.is_some() { KERNEL_RESCUE_PASSES } else { 1 };
         for vcpu in 0..self.cfg.vcpus {
             let pending = self.upcall_pending(vcpu);
             let Some(v) = self.events.vcpus.get_mut(vcpu as usize) else { continue };
-            let seen_before = std::mem::replace(&mut v.pending_last_pass, pending);
-            if !pending || (patient && !seen_before) {
+            v.pending_passes = if pending { v.pending_passes.saturating_add(1) } else { 0 };
+            if !pending || !v.pending_passes.is_multiple_of(every) {
                 continue;
             }
             if let Some(via) = self.upcall_via(vcpu) {
