@@ -18,6 +18,7 @@ mod vcpu;
 mod xenstored;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use config::*;
@@ -147,8 +148,10 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
             .map_err(VmmError::SpawnThread)?;
         threads.push(t);
     }
-    if let Some(serial) = vm.serial.clone() {
-        stdin::forward_to_serial(serial);
+    let console_input = Arc::new(pvconsole::ConsoleInput::new(vm.signals.backends.clone()));
+    match vm.serial.clone() {
+        Some(serial) if !stdin::console_is_hvc(&cfg.cmdline) => stdin::forward(stdin::InputTarget::Serial(serial)),
+        _ => stdin::forward(stdin::InputTarget::PvConsole(console_input.clone())),
     }
     let console = pvconsole::Console {
         page: vm.special.console.clone(),
@@ -156,6 +159,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         domain: vm.domain.clone(),
         backends: vm.signals.backends.clone(),
         control: control.clone(),
+        input: console_input,
     };
     let console_thread = std::thread::Builder::new()
         .name("pvconsole".into())

@@ -1,5 +1,7 @@
-//! Standard input to the guest: bytes typed (or piped) into xenkvm go to COM1's
-//! receiver, waiting while its FIFO is full. One reader thread serves every run
+//! Standard input to the guest: bytes typed (or piped) into xenkvm go to the
+//! guest's console, which is the last `console=` of the kernel command line
+//! (Linux's `/dev/console`): the PV console for `hvc*`, else COM1's receiver.
+//! Delivery waits while the target is full. One reader thread serves every run
 //! of the guest (a reboot swaps the target); it is detached, since a read
 //! blocked on a terminal must not hold up the VMM's exit.
 
@@ -8,14 +10,38 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use crate::builder::Com1;
+use crate::pvconsole::ConsoleInput;
 
-static TARGET: Mutex<Option<Arc<Mutex<Com1>>>> = Mutex::new(None);
+/// Where typed bytes go.
+#[derive(Clone)]
+pub enum InputTarget {
+    Serial(Arc<Mutex<Com1>>),
+    PvConsole(Arc<ConsoleInput>),
+}
+
+impl InputTarget {
+    /// Takes what fits of `bytes`; returns how many.
+    fn receive(&self, bytes: &[u8]) -> usize {
+        match self {
+            InputTarget::Serial(s) => s.lock().map(|mut s| s.receive(bytes)).unwrap_or(0),
+            InputTarget::PvConsole(c) => c.push(bytes),
+        }
+    }
+}
+
+/// Whether the kernel command line makes an `hvc` device the console.
+pub fn console_is_hvc(cmdline: &str) -> bool {
+    let last = cmdline.split_whitespace().filter_map(|w| w.strip_prefix("console=")).last();
+    last.is_some_and(|c| c.starts_with("hvc"))
+}
+
+static TARGET: Mutex<Option<InputTarget>> = Mutex::new(None);
 static START: Once = Once::new();
 
-/// Directs stdin to `serial` from now on (starting the reader on first use).
-pub fn forward_to_serial(serial: Arc<Mutex<Com1>>) {
+/// Directs stdin to `target` from now on (starting the reader on first use).
+pub fn forward(target: InputTarget) {
     if let Ok(mut t) = TARGET.lock() {
-        *t = Some(serial);
+        *t = Some(target);
     }
     START.call_once(|| {
         if let Err(e) = std::thread::Builder::new().name("stdin".into()).spawn(read_loop) {
@@ -27,8 +53,8 @@ pub fn forward_to_serial(serial: Arc<Mutex<Com1>>) {
 fn deliver(mut rest: &[u8]) {
     while !rest.is_empty() {
         let target = TARGET.lock().ok().and_then(|t| t.clone());
-        let Some(serial) = target else { return };
-        let taken = serial.lock().map(|mut s| s.receive(rest)).unwrap_or(0);
+        let Some(target) = target else { return };
+        let taken = target.receive(rest);
         rest = rest.get(taken..).unwrap_or(&[]);
         if taken == 0 {
             std::thread::sleep(Duration::from_millis(2));
@@ -44,5 +70,18 @@ fn read_loop() {
             Some(bytes) if !bytes.is_empty() => deliver(bytes),
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_is_hvc;
+
+    #[test]
+    fn the_last_console_is_the_one_that_reads() {
+        assert!(console_is_hvc("console=ttyS0 console=hvc0 quiet"));
+        assert!(!console_is_hvc("console=hvc0 console=ttyS0"));
+        assert!(!console_is_hvc("root=/dev/xvda1"));
+        assert!(console_is_hvc("console=hvc0"));
     }
 }
