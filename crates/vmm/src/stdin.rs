@@ -31,7 +31,7 @@ impl InputTarget {
 
 /// Whether the kernel command line makes an `hvc` device the console.
 pub fn console_is_hvc(cmdline: &str) -> bool {
-    let last = cmdline.split_whitespace().filter_map(|w| w.strip_prefix("console=")).last();
+    let last = cmdline.split_whitespace().rev().find_map(|w| w.strip_prefix("console="));
     last.is_some_and(|c| c.starts_with("hvc"))
 }
 
