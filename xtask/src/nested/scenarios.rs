@@ -272,7 +272,7 @@ poweroff -f";
 /// its second half (which the guest overwrites) after xenkvm ends.
 const LINUX_PV_SCRIPT: &str = r#"dd if=/dev/urandom of=/tmp/xvda.img bs=1048576 count=8 2>/dev/null
 echo "XENKVM-L1: head $(dd if=/tmp/xvda.img bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
-XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" -drive file=/tmp/xvda.img,if=xen,format=raw --timeout 400
+XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" -no-reboot -drive file=/tmp/xvda.img,if=xen,format=raw --timeout 400
 rc=$?
 echo "XENKVM-L1: tail $(dd if=/tmp/xvda.img bs=1048576 skip=4 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
 echo "XENKVM-L1: xenkvm rc=$rc"
