@@ -92,10 +92,10 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "linux-boot",
-        about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm; its /init runs on hvc0 and powers off",
+        about: "the stock Debian 6.1 kernel (l2/vmlinuz) as a Xen HVM guest of xenkvm; a harness-driven shell on hvc0 checks it, reboots it (xenkvm restarts the guest) and powers it off",
         command: LINUX_BOOT_CMD,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
+        l2: Some(L2Spec { init: LINUX_SHELL_INIT, modules: &[], extra_programs: &[] }),
         anchor: false,
         extra_programs: &[],
         check: check_linux_boot,
@@ -105,7 +105,7 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same with -smp 2: both vCPUs online, IPIs by event channels",
         command: LINUX_BOOT_SMP_CMD,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
+        l2: Some(L2Spec { init: LINUX_SHELL_INIT, modules: &[], extra_programs: &[] }),
         anchor: false,
         extra_programs: &[],
         check: check_linux_boot_smp,
@@ -115,7 +115,7 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same as Xen 4.10: no per-vCPU upcall vector flag, so Linux uses the global callback vector",
         command: LINUX_BOOT_410_CMD,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_BOOT_INIT, modules: &[], extra_programs: &[] }),
+        l2: Some(L2Spec { init: LINUX_SHELL_INIT, modules: &[], extra_programs: &[] }),
         anchor: false,
         extra_programs: &[],
         check: check_linux_boot_410,
@@ -147,6 +147,16 @@ pub const SCENARIOS: &[Scenario] = &[
         l1_timeout_secs: 480,
         l2: Some(L2Spec { init: LINUX_PV_INIT, modules: &["xen-blkfront"], extra_programs: &[] }),
         anchor: false,
+        extra_programs: &[],
+        check: check_linux_pv,
+    },
+    Scenario {
+        name: "linux-pv-qemu",
+        about: "the same disk workload under the anchor QEMU 10.2's xen-block (ANCHORS.md), for comparison",
+        command: LINUX_PV_QEMU_SCRIPT,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: LINUX_PV_INIT, modules: &["xen-blkfront"], extra_programs: &[] }),
+        anchor: true,
         extra_programs: &[],
         check: check_linux_pv,
     },
@@ -207,11 +217,56 @@ fn check_bench_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
     }
 }
 
+/// Drives a shell on the guest's hvc0 through xenkvm's stdin (a FIFO the
+/// script holds open): once the guest's /init announces its shell, the script
+/// types the checks, then `reboot -f`; xenkvm restarts the guest, and on the
+/// second boot's shell it types `poweroff -f`. xenkvm runs with the extra
+/// arguments given; the script exits with xenkvm's status.
+macro_rules! shell_driver {
+    ($args:literal) => {
+        concat!(
+            r#"rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
+(XENKVM_LOG=info /xenkvm -accel kvm,"#,
+            $args,
+            r#" -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" --timeout 400 < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
+exec 3>/tmp/in
+await() { i=0; while [ "$(grep -c "$1" /tmp/out.log)" -lt "$2" ] && [ $i -lt 900 ] && ! grep -q "XENKVM-L1: xenkvm rc" /tmp/out.log; do sleep 0.5; i=$((i+1)); done; }
+await "XENKVM-L2: shell" 1
+cat >&3 <<'CMDS'
+echo XENKVM-L2: hypervisor=$(cat /sys/hypervisor/type 2>/dev/null)
+echo XENKVM-L2: version=$(cat /sys/hypervisor/version/major 2>/dev/null).$(cat /sys/hypervisor/version/minor 2>/dev/null)
+echo XENKVM-L2: cpus=$(grep -c ^processor /proc/cpuinfo)
+echo XENKVM-L2: timer-before $(grep -E 'timer0$' /proc/interrupts)
+sleep 1
+echo XENKVM-L2: timer-after $(grep -E 'timer0$' /proc/interrupts)
+grep -i xen /proc/interrupts
+dmesg | grep -i -E 'xen|grant|evtchn'
+echo XENKVM-L2: rebooting
+reboot -f
+CMDS
+await "XENKVM-L2: shell" 2
+echo 'echo XENKVM-L2: second-boot; poweroff -f' >&3
+await "XENKVM-L1: xenkvm rc" 1
+exec 3>&-
+wait
+rc=$(sed -n 's/.*XENKVM-L1: xenkvm rc=//p' /tmp/out.log | tail -n 1)
+exit ${rc:-1}"#
+        )
+    };
+}
+
 /// xenkvm booting the Debian kernel; the kernel logs to ttyS0 and hvc0, its
-/// /init runs on hvc0 (the last console).
-const LINUX_BOOT_CMD: &str = "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400";
-const LINUX_BOOT_SMP_CMD: &str = "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -smp 2 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400";
-const LINUX_BOOT_410_CMD: &str = "XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x4000a,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append \"console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7\" --timeout 400";
+/// /init offers a shell on hvc0 (the last console), driven by [`shell_driver`].
+const LINUX_BOOT_CMD: &str = shell_driver!("xen-version=0x40011,kernel-irqchip=split");
+const LINUX_BOOT_SMP_CMD: &str = shell_driver!("xen-version=0x40011,kernel-irqchip=split -smp 2");
+const LINUX_BOOT_410_CMD: &str = shell_driver!("xen-version=0x4000a,kernel-irqchip=split");
+
+/// The L2 /init of the shell-driven scenarios: no echo (the driver's typing
+/// stays out of the log), then a shell on the console.
+const LINUX_SHELL_INIT: &str = "echo XENKVM-L2: up
+stty -echo 2>/dev/null
+echo XENKVM-L2: shell
+exec sh";
 
 /// What the L2 guest does once its /init runs: report where it is and stop.
 const LINUX_BOOT_INIT: &str = "echo XENKVM-L2: up
@@ -273,6 +328,16 @@ poweroff -f";
 const LINUX_PV_SCRIPT: &str = r#"dd if=/dev/urandom of=/tmp/xvda.img bs=1048576 count=8 2>/dev/null
 echo "XENKVM-L1: head $(dd if=/tmp/xvda.img bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
 XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" -no-reboot -drive file=/tmp/xvda.img,if=xen,format=raw --timeout 400
+rc=$?
+echo "XENKVM-L1: tail $(dd if=/tmp/xvda.img bs=1048576 skip=4 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
+echo "XENKVM-L1: xenkvm rc=$rc"
+exit $rc"#;
+
+/// [`LINUX_PV_SCRIPT`] with the anchor QEMU in place of xenkvm (the guest's
+/// console is COM1 there: QEMU's PV console is not the kernel's console).
+const LINUX_PV_QEMU_SCRIPT: &str = r#"dd if=/dev/urandom of=/tmp/xvda.img bs=1048576 count=8 2>/dev/null
+echo "XENKVM-L1: head $(dd if=/tmp/xvda.img bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
+timeout -s KILL 400 /anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 no_timer_check panic=-1 loglevel=7" -drive file=/tmp/xvda.img,if=xen,format=raw
 rc=$?
 echo "XENKVM-L1: tail $(dd if=/tmp/xvda.img bs=1048576 skip=4 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
 echo "XENKVM-L1: xenkvm rc=$rc"
@@ -381,6 +446,10 @@ fn check_linux_boot_of(c: &Console, report: &mut Vec<String>, command: &str) -> 
     let (before, after) = (interrupt_count(c, "timer-before"), interrupt_count(c, "timer-after"));
     ensure!(matches!((before, after), (Some(b), Some(a)) if a > b), "the Xen timer interrupt did not count up: {before:?} -> {after:?}");
     ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
+    if command.contains("XENKVM-L2: shell") {
+        ensure!(text.contains("restarting it"), "xenkvm did not restart the guest after reboot -f");
+        ensure!(text.contains("XENKVM-L2: second-boot"), "the guest's shell did not come back after reboot -f");
+    }
     Ok(())
 }
 
@@ -569,6 +638,7 @@ mod tests {
                 "linux-boot-qemu",
                 "linux-xenstore",
                 "linux-pv",
+                "linux-pv-qemu",
                 "bench-boot"
             ]
         );
@@ -648,9 +718,13 @@ mod tests {
     fn linux_boot_checks_version_cpus_timer_and_bad_lines() {
         let good = "XENKVM-NESTED: L1 up\nXENKVM-L2: up\nXENKVM-L2: hypervisor=xen\nXENKVM-L2: version=4.17\n\
                     XENKVM-L2: cpus=1\nXENKVM-L2: timer-before 24: 10 xen-percpu -virq timer0\n\
-                    XENKVM-L2: timer-after 24: 250 xen-percpu -virq timer0\nXENKVM-NESTED: rc=0\n";
+                    XENKVM-L2: timer-after 24: 250 xen-percpu -virq timer0\nXENKVM-L2: rebooting\n\
+                    INFO xenkvm_vmm: guest reset (Shutdown(Reboot)): restarting it\nXENKVM-L2: up\n\
+                    XENKVM-L2: second-boot\nXENKVM-NESTED: rc=0\n";
         let c = Console::parse(&console(good));
         assert!(check_linux_boot(&c, &mut Vec::new()).is_ok());
+        let no_restart = good.replace("XENKVM-L2: second-boot", "");
+        assert!(check_linux_boot(&Console::parse(&console(&no_restart)), &mut Vec::new()).unwrap_err().to_string().contains("reboot"));
         assert!(check_linux_boot_smp(&c, &mut Vec::new()).unwrap_err().to_string().contains("2 vCPUs"));
         assert!(check_linux_boot_410(&c, &mut Vec::new()).unwrap_err().to_string().contains("4.10"));
         let stuck = good.replace("timer-after 24: 250", "timer-after 24: 10");
