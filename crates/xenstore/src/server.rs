@@ -4,15 +4,22 @@
 //! against it.
 //!
 //! std only: one thread accepts, and each client gets a reader thread (socket →
-//! decoder → engine) and a writer thread (outbox → socket). The engine sits in
+//! decoder → engine → replies to the socket) and a writer thread (watch events
+//! from the outbox → socket). The engine sits in
 //! [`Shared`] behind one mutex, which the VMM also uses for the guest rings;
 //! [`Shared::with`] runs a closure on the engine and then wakes the writers and
 //! tells the VMM's hook which connections got output (so it can kick rings).
 //!
 //! The socket is created with mode 0600 (only the VMM's user may connect, as
 //! C xenstored does); a client sending an oversized packet is disconnected; a
-//! client that does not read its replies stops being read once its backlog is
-//! [`SOCKET_BACKLOG`] messages, and its watch events are capped by the engine.
+//! client that does not read its replies stops being read once the socket
+//! buffer is full (its reply cannot be written) or its backlog of watch events
+//! is [`SOCKET_BACKLOG`] messages, and those events are capped by the engine.
+//!
+//! A client's replies are written by the thread that read its requests, right
+//! after processing them; the writer thread sends what other connections
+//! cause. So a request costs one thread wakeup, and an idle server wakes
+//! once a second per client.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -25,7 +32,7 @@ use std::time::Duration;
 
 use crate::conn::ConnId;
 use crate::engine::Xenstore;
-use crate::wire::Decoder;
+use crate::wire::{Decoder, Message};
 
 /// Messages queued for a socket client before its requests are no longer read.
 pub const SOCKET_BACKLOG: usize = 1024;
@@ -69,6 +76,26 @@ impl Shared {
         }
         r
     }
+
+    /// Runs `f` on the engine and takes `conn`'s output in the same critical
+    /// section, so a socket client's replies go out from the thread that read
+    /// its requests; the writers are woken only when other connections got
+    /// output (one thread hop less per request).
+    fn with_drain(&self, conn: ConnId, f: impl FnOnce(&mut Xenstore)) -> Vec<Message> {
+        let (out, woken) = {
+            let mut xs = self.lock();
+            f(&mut xs);
+            let out = xs.drain(conn);
+            (out, xs.take_woken())
+        };
+        if woken.iter().any(|c| *c != conn) {
+            self.output.notify_all();
+        }
+        if let (Some(hook), false) = (&self.hook, woken.is_empty()) {
+            hook(&woken);
+        }
+        out
+    }
 }
 
 /// A listening socket and its threads.
@@ -98,13 +125,15 @@ impl SocketServer {
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Mutex::new(Vec::new()));
         let (stop2, clients2) = (stop.clone(), clients.clone());
         let accept = thread::Builder::new().name("xenstored-accept".into()).spawn(move || {
+            // A blocking accept: no wakeups while nobody connects (they cost
+            // the clients' CPU time); `shutdown` connects once to end it.
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok(_) if stop2.load(Ordering::Relaxed) => break,
                     Ok((stream, _)) => {
                         let closed = Arc::new(AtomicBool::new(false));
                         let mut list = lock_clients(&clients2);
@@ -115,6 +144,7 @@ impl SocketServer {
                         drop(list);
                         let _ = start_client(stream, shared.clone(), closed);
                     }
+                    // Out of descriptors, say: try again a little later.
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
             }
@@ -138,7 +168,11 @@ impl SocketServer {
     pub fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.accept.take() {
-            let _ = t.join();
+            // Wakes the accept; when the socket file is gone nothing can, and
+            // the thread is left behind rather than waited for.
+            if UnixStream::connect(&self.path).is_ok() {
+                let _ = t.join();
+            }
         }
         for (_, c) in lock_clients(&self.clients).drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
@@ -156,34 +190,53 @@ impl Drop for SocketServer {
 }
 
 /// Serves one client as a privileged connection.
+///
+/// Both threads write to the socket: the reader its client's replies, the
+/// writer what other connections caused (watch events). Each takes the
+/// output from the engine while holding the writing half's lock, so messages
+/// leave in the engine's order.
 fn start_client(stream: UnixStream, shared: Arc<Shared>, closed: Arc<AtomicBool>) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     let conn = shared.with(|xs| xs.connect_privileged());
-    let mut reader = stream.try_clone()?;
-    let (shared_r, closed_r) = (shared.clone(), closed.clone());
+    let out = Arc::new(Mutex::new(stream.try_clone()?));
+    let mut reader = stream;
+    let (shared_r, closed_r, out_r) = (shared.clone(), closed.clone(), out.clone());
     thread::Builder::new().name("xenstored-read".into()).spawn(move || {
-        read_loop(&mut reader, &shared_r, conn);
+        read_loop(&mut reader, &shared_r, conn, &out_r);
         closed_r.store(true, Ordering::Relaxed);
         shared_r.with(|xs| xs.disconnect(conn));
         let _ = reader.shutdown(std::net::Shutdown::Both);
     })?;
-    let mut writer = stream;
     thread::Builder::new().name("xenstored-write".into()).spawn(move || {
-        write_loop(&mut writer, &shared, conn, &closed);
-        let _ = writer.shutdown(std::net::Shutdown::Both);
+        write_loop(&out, &shared, conn, &closed);
+        let _ = lock_stream(&out).shutdown(std::net::Shutdown::Both);
     })?;
     Ok(())
 }
 
-fn read_loop(stream: &mut UnixStream, shared: &Shared, conn: ConnId) {
+fn lock_stream(s: &Mutex<UnixStream>) -> MutexGuard<'_, UnixStream> {
+    s.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn send(stream: &mut UnixStream, msgs: &[Message], bytes: &mut Vec<u8>) -> io::Result<()> {
+    bytes.clear();
+    for m in msgs {
+        m.encode_into(bytes);
+    }
+    stream.write_all(bytes)
+}
+
+fn read_loop(stream: &mut UnixStream, shared: &Shared, conn: ConnId, out: &Mutex<UnixStream>) {
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 8192];
+    let mut msgs = Vec::new();
+    let mut bytes = Vec::new();
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut msgs = Vec::new();
+        msgs.clear();
         // An oversized packet ends the connection.
         if decoder.feed_all(buf.get(..n).unwrap_or(&[]), &mut msgs).is_err() {
             return;
@@ -191,46 +244,54 @@ fn read_loop(stream: &mut UnixStream, shared: &Shared, conn: ConnId) {
         if msgs.is_empty() {
             continue;
         }
-        // Back-pressure: wait while the client leaves its replies unread.
+        // Back-pressure: wait while the client leaves its watch events unread.
         {
             let mut xs = shared.lock();
             while xs.connection(conn).is_some_and(|c| c.outbox_len() > SOCKET_BACKLOG) {
                 xs = shared.output.wait(xs).unwrap_or_else(PoisonError::into_inner);
             }
         }
-        shared.with(|xs| {
+        let mut w = lock_stream(out);
+        let replies = shared.with_drain(conn, |xs| {
             for m in &msgs {
                 xs.process(conn, m);
             }
         });
+        if send(&mut w, &replies, &mut bytes).is_err() {
+            return;
+        }
     }
 }
 
-fn write_loop(stream: &mut UnixStream, shared: &Shared, conn: ConnId, closed: &AtomicBool) {
+fn write_loop(out: &Mutex<UnixStream>, shared: &Shared, conn: ConnId, closed: &AtomicBool) {
+    let mut bytes = Vec::new();
     loop {
-        let msgs = {
+        {
             let mut xs = shared.lock();
             loop {
-                if closed.load(Ordering::Relaxed) || xs.connection(conn).is_none() {
+                if closed.load(Ordering::Relaxed) {
                     return;
                 }
-                let msgs = xs.drain(conn);
-                if !msgs.is_empty() {
-                    break msgs;
+                match xs.connection(conn) {
+                    None => return,
+                    Some(c) if c.outbox_len() > 0 => break,
+                    Some(_) => {}
                 }
                 xs = shared
                     .output
-                    .wait_timeout(xs, Duration::from_millis(200))
+                    .wait_timeout(xs, Duration::from_secs(1))
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
-        };
-        shared.output.notify_all();
-        let mut bytes = Vec::new();
-        for m in &msgs {
-            m.encode_into(&mut bytes);
         }
-        if stream.write_all(&bytes).is_err() {
+        let mut w = lock_stream(out);
+        // The reader may have sent it meanwhile.
+        let msgs = shared.lock().drain(conn);
+        if msgs.is_empty() {
+            continue;
+        }
+        shared.output.notify_all();
+        if send(&mut w, &msgs, &mut bytes).is_err() {
             return;
         }
     }
