@@ -7,6 +7,8 @@
 //!   the same on the real KVM of the nested harness.
 //! - `cargo xtask bench boot`: xenkvm and the anchor QEMU 10.2 boot the same
 //!   Debian guest in one nested L1: start to `/init` and peak RSS, with ratios.
+//! - `cargo xtask bench xenstore`: one client workload against our xenstored and
+//!   Debian's C xenstored in the dom0 of a real Xen under QEMU TCG, with ratios.
 //! - `cargo xtask nested <scenario>`: xenkvm on a real KVM with Xen support, in
 //!   an L1 Linux under QEMU TCG (docs/nested.md).
 
@@ -15,6 +17,7 @@ mod bootbench;
 #[cfg(test)]
 mod layering;
 mod nested;
+mod xenstorebench;
 
 use std::process::{Command, ExitCode};
 
@@ -73,7 +76,7 @@ fn bench_host() -> Result<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: cargo xtask test | bench hypercall [--nested] | bench boot | nested <scenario>";
+const USAGE: &str = "usage: cargo xtask test | bench hypercall [--nested] | bench boot | bench xenstore | nested <scenario>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,7 +85,8 @@ fn main() -> ExitCode {
         ["bench", "hypercall"] => bench_host(),
         ["bench", "hypercall", "--nested"] | ["bench", "--nested", "hypercall"] => nested::run("bench-hypercall"),
         ["bench", "boot"] => nested::run("bench-boot"),
-        ["bench", ..] => Err(anyhow::anyhow!("usage: cargo xtask bench hypercall [--nested] | bench boot")),
+        ["bench", "xenstore"] => xenstorebench::run(),
+        ["bench", ..] => Err(anyhow::anyhow!("usage: cargo xtask bench hypercall [--nested] | bench boot | bench xenstore")),
         ["nested", scenario] => nested::run(scenario),
         ["nested", ..] => Err(anyhow::anyhow!("{}", nested::usage())),
         _ => Err(anyhow::anyhow!("{USAGE}\n{}", nested::usage())),

@@ -105,7 +105,7 @@ fn on_path(tool: &str) -> bool {
 
 /// QEMU and cpio come from Debian's `qemu-system-x86` and `cpio`; installs them
 /// when missing (the build machines run as root).
-fn ensure_tools() -> Result<()> {
+pub(crate) fn ensure_tools() -> Result<()> {
     if !on_path(qemu::QEMU) || !on_path("cpio") {
         eprintln!("xtask: {} or cpio missing; installing qemu-system-x86 and cpio with apt-get", qemu::QEMU);
         let st = Command::new("sh")
