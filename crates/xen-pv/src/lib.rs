@@ -8,5 +8,7 @@ pub mod blkback;
 pub mod blkif;
 pub mod console;
 pub mod grants;
+pub mod netback;
+pub mod netif;
 pub mod ring;
 pub mod xenbus;

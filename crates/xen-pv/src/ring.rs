@@ -205,6 +205,24 @@ impl BackRing {
         self.unconsumed().is_some_and(|n| n > 0)
     }
 
+    /// Requests produced and not taken yet (0 once the ring is broken).
+    pub fn pending(&mut self) -> u32 {
+        self.unconsumed().unwrap_or(0)
+    }
+
+    /// Asks the frontend to notify us when it produces its next request
+    /// (`req_event = req_prod + 1`, as netback does while it waits for rx
+    /// buffers), then returns the requests pending (closing the race).
+    pub fn arm_req_event(&mut self) -> u32 {
+        if self.broken {
+            return 0;
+        }
+        let prod = load_u32(&self.ram, self.header(), REQ_PROD);
+        store_u32(&self.ram, self.header(), REQ_EVENT, prod.wrapping_add(1));
+        fence(Ordering::SeqCst);
+        self.pending()
+    }
+
     /// Our private indices (`req_cons`, `rsp_prod_pvt`), for tests and logs.
     pub fn indices(&self) -> (u32, u32) {
         (self.req_cons, self.rsp_prod_pvt)

@@ -1,0 +1,499 @@
+//! The PV network backend (netback's role): one virtual interface (`vif`)
+//! of the guest, its tx and rx rings, and a [`NetDevice`] (a tap in the VMM)
+//! on the other side.
+//!
+//! Driven like the block backend from one thread, never holding the store
+//! lock and the domain lock at once:
+//!
+//! 1. [`NetBackend::create`] writes the toolstack's nodes (`mac`, `handle`,
+//!    ...), publishes the features and goes to InitWait;
+//! 2. [`NetBackend::xenbus`] runs the handshake: the frontend's ring
+//!    references, event channel and features are read under the store lock,
+//!    the rings mapped and the channel bound under the domain lock;
+//! 3. [`NetBackend::process_tx`] sends the guest's packets to the device;
+//!    [`NetBackend::receive`] copies a frame from the device into the guest.
+//!
+//! Offered: `feature-rx-copy` (rx-flip is not), `feature-sg`,
+//! `feature-gso-tcpv4`/`-tcpv6`, `feature-ipv6-csum-offload`. One queue, one
+//! event channel for both rings; the frontend must set `request-rx-copy` and
+//! `feature-rx-notify`.
+
+mod offload;
+mod rx;
+mod tx;
+
+pub use offload::{complete, l4_checksum_ok, parse_l4, setup_partial, Gso, GsoKind, Offload, PartialCsum, L4};
+pub use rx::{Delivery, RxCaps};
+pub use tx::{take_packet, Take, TxPacket};
+
+use std::io;
+
+use xenkvm_xen_core::gnttab::GrantAccess;
+use xenkvm_xenstore::Xenstore;
+
+use crate::grants::{DomainGrants, Mapped};
+use crate::netif::{self, RSP_ERROR, RSP_OKAY, RX_ENTRY_SIZE, TX_ENTRY_SIZE};
+use crate::ring::BackRing;
+use crate::xenbus::{create_device, DevicePaths, Handshake, Step, StoreClient, StoreError, XenbusState};
+
+/// The network on the host side of a vif.
+pub trait NetDevice: Send {
+    /// Sends one guest frame with its offload metadata.
+    fn send(&mut self, frame: &[u8], offload: &Offload) -> io::Result<()>;
+    /// The frontend connected and takes these offloads on receive: what the
+    /// device may hand over from now on (a tap's `TUNSETOFFLOAD`).
+    fn set_offloads(&mut self, caps: &RxCaps) -> io::Result<()>;
+}
+
+/// What the toolstack knows about the vif.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VifOptions {
+    /// The device id (`handle`): 0 for the first NIC.
+    pub devid: u32,
+    pub mac: [u8; 6],
+    /// The host interface, for the `bridge`-like description nodes.
+    pub ifname: String,
+}
+
+/// What the frontend published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendParams {
+    pub tx_ring_ref: u32,
+    pub rx_ring_ref: u32,
+    pub event_channel: u32,
+    pub caps: RxCaps,
+}
+
+/// A frontend whose parameters cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("missing or invalid frontend node {0}")]
+    Node(String),
+    #[error("frontend does not request rx-copy; rx-flip is not supported")]
+    RxFlip,
+    #[error("feature-rx-notify is mandatory")]
+    RxNotify,
+    #[error("{0} queues requested; one is supported")]
+    Queues(u32),
+    #[error("split event channels were not offered")]
+    SplitEventChannels,
+    #[error("ring pages: {0}")]
+    MapRing(crate::grants::MapGrantError),
+    #[error("event channel {0}: {1:?}")]
+    BindEventChannel(u32, xenkvm_xen_abi::errno::XenErrno),
+}
+
+/// Counters of what the backend did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets answered with an error (bad slots, bad grants).
+    pub tx_errors: u64,
+    /// Packets answered OKAY but not sent (bad offload headers, device errors).
+    pub tx_dropped: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    /// Frames with a slot whose grant could not be written.
+    pub rx_errors: u64,
+    /// Times the frontend was disabled for a fatal protocol error.
+    pub fatal: u64,
+}
+
+/// What one [`NetBackend::process_tx`] call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Packets taken off the tx ring.
+    pub handled: usize,
+    /// The frontend should get an event.
+    pub notify: bool,
+    /// Packets are left (the budget ran out).
+    pub more: bool,
+}
+
+struct Connection {
+    tx: BackRing,
+    rx: BackRing,
+    ring_pages: Vec<Mapped>,
+    port: u32,
+    caps: RxCaps,
+    /// A fatal protocol error disabled the interface until reconnection.
+    disabled: bool,
+}
+
+/// One virtual network interface.
+pub struct NetBackend {
+    handshake: Handshake,
+    client: StoreClient,
+    opts: VifOptions,
+    dev: Box<dyn NetDevice>,
+    grants: DomainGrants,
+    conn: Option<Connection>,
+    stats: Stats,
+    frame: Vec<u8>,
+    logged: u64,
+}
+
+impl NetBackend {
+    /// Creates the vif's nodes as the toolstack does and publishes the
+    /// backend's features (state InitWait). `domid` is the guest's.
+    pub fn create(
+        xs: &mut Xenstore,
+        domid: u32,
+        opts: VifOptions,
+        dev: Box<dyn NetDevice>,
+        grants: DomainGrants,
+    ) -> Result<Self, StoreError> {
+        let client = StoreClient::connect(xs);
+        let paths = DevicePaths::new("vif", domid, opts.devid);
+        let mac = netif::format_mac(&opts.mac);
+        let backend_nodes = [
+            ("handle", opts.devid.to_string()),
+            ("mac", mac.clone()),
+            ("type", "vif".to_string()),
+            ("bridge", opts.ifname.clone()),
+            ("script", "no".into()),
+            ("hotplug-status", "connected".into()),
+        ];
+        let frontend_nodes = [("handle", opts.devid.to_string()), ("mac", mac)];
+        create_device(xs, &client, &paths, &backend_nodes, &frontend_nodes)?;
+        let mut backend = Self {
+            handshake: Handshake::new(paths),
+            client,
+            opts,
+            dev,
+            grants,
+            conn: None,
+            stats: Stats::default(),
+            frame: Vec::new(),
+            logged: 0,
+        };
+        backend.handshake.init_wait(xs, &client, &Self::features())?;
+        Ok(backend)
+    }
+
+    /// The nodes the backend publishes before the frontend connects.
+    fn features() -> Vec<(&'static str, String)> {
+        [
+            "feature-rx-copy",
+            "feature-sg",
+            "feature-gso-tcpv4",
+            "feature-gso-tcpv6",
+            "feature-ipv6-csum-offload",
+        ]
+        .into_iter()
+        .map(|k| (k, "1".to_string()))
+        .chain([("feature-rx-flip", "0".to_string())])
+        .collect()
+    }
+
+    pub fn paths(&self) -> &DevicePaths {
+        &self.handshake.paths
+    }
+
+    pub fn options(&self) -> &VifOptions {
+        &self.opts
+    }
+
+    pub fn state(&self) -> XenbusState {
+        self.handshake.state()
+    }
+
+    /// The backend end of the event channel, while connected.
+    pub fn port(&self) -> Option<u32> {
+        self.conn.as_ref().map(|c| c.port)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// What the connected frontend takes on receive.
+    pub fn caps(&self) -> Option<RxCaps> {
+        self.conn.as_ref().map(|c| c.caps)
+    }
+
+    /// Whether a fatal protocol error disabled the interface.
+    pub fn disabled(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.disabled)
+    }
+
+    /// Whether frames can go to the guest (connected and not disabled).
+    pub fn carrier(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| !c.disabled)
+    }
+
+    /// Runs the handshake one step; `with_store` runs a closure with the
+    /// store locked. Returns whether the connection changed.
+    pub fn xenbus<F>(&mut self, mut with_store: F) -> Result<bool, StoreError>
+    where
+        F: FnMut(&mut dyn FnMut(&mut Xenstore) -> Result<Option<Step>, StoreError>) -> Result<Option<Step>, StoreError>,
+    {
+        let client = self.client;
+        let mut params = None;
+        let step = {
+            let (hs, p) = (&mut self.handshake, &mut params);
+            with_store(&mut |xs: &mut Xenstore| {
+                let step = hs.poll(xs, &client)?;
+                if step == Step::Connect {
+                    *p = Some(read_params(hs, xs, &client));
+                }
+                Ok(Some(step))
+            })?
+        };
+        match step {
+            None | Some(Step::Idle) => Ok(false),
+            Some(Step::Disconnect(then)) => {
+                self.disconnect();
+                let hs = &mut self.handshake;
+                with_store(&mut |xs| hs.switch(xs, &client, then).map(|()| None))?;
+                Ok(true)
+            }
+            Some(Step::Connect) => {
+                let result = params.unwrap_or(Err(ConnectError::Node("state".into()))).and_then(|p| self.connect(&p));
+                let hs = &mut self.handshake;
+                with_store(&mut |xs| {
+                    match &result {
+                        Ok(()) => hs.connected(xs, &client, &[])?,
+                        Err(e) => hs.failed(xs, &client, &e.to_string())?,
+                    }
+                    Ok(None)
+                })?;
+                Ok(result.is_ok())
+            }
+        }
+    }
+
+    /// Maps both rings, binds the event channel and tells the device the
+    /// offloads the frontend takes.
+    pub fn connect(&mut self, p: &FrontendParams) -> Result<(), ConnectError> {
+        self.disconnect();
+        let refs = [(p.tx_ring_ref, GrantAccess::Write), (p.rx_ring_ref, GrantAccess::Write)];
+        let ring_pages = self.grants.map(&refs).map_err(ConnectError::MapRing)?;
+        let bound = self.grants.domain().lock().map_err(|_| ConnectError::Node("domain".into())).and_then(|mut d| {
+            d.backend_bind_interdomain(p.event_channel).map_err(|e| ConnectError::BindEventChannel(p.event_channel, e))
+        });
+        let port = match bound {
+            Ok(port) => port,
+            Err(e) => {
+                self.grants.unmap(&ring_pages);
+                return Err(e);
+            }
+        };
+        let gfn = |i: usize| ring_pages.get(i).map(|m| m.gfn).into_iter().collect::<Vec<_>>();
+        let tx = BackRing::attach(self.grants.ram().clone(), gfn(0), TX_ENTRY_SIZE);
+        let rx = BackRing::attach(self.grants.ram().clone(), gfn(1), RX_ENTRY_SIZE);
+        if let Err(e) = self.dev.set_offloads(&p.caps) {
+            tracing::warn!("{}: cannot set the device's offloads: {e}", self.handshake.paths.backend);
+        }
+        tracing::info!(
+            "{}: connected ({}), event channel {}, {:?}",
+            self.handshake.paths.backend,
+            netif::format_mac(&self.opts.mac),
+            p.event_channel,
+            p.caps
+        );
+        self.conn = Some(Connection { tx, rx, ring_pages, port, caps: p.caps, disabled: false });
+        Ok(())
+    }
+
+    /// Unpins the rings and closes the event channel (idempotent).
+    pub fn disconnect(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.grants.unmap(&c.ring_pages);
+            if let Ok(mut d) = self.grants.domain().lock() {
+                let _ = d.backend_close(c.port);
+            }
+            tracing::info!("{}: disconnected", self.handshake.paths.backend);
+        }
+    }
+
+    fn note(&mut self, what: &dyn std::fmt::Display) {
+        self.logged += 1;
+        if self.logged <= 8 || self.logged.is_power_of_two() {
+            tracing::warn!("{}: {what} ({} so far)", self.handshake.paths.backend, self.logged);
+        }
+    }
+
+    /// Sends up to `budget` of the guest's packets to the device.
+    pub fn process_tx(&mut self, budget: usize) -> Progress {
+        let mut progress = Progress::default();
+        while let Some(conn) = self.conn.as_mut().filter(|c| !c.disabled) {
+            if progress.handled >= budget {
+                progress.more = true;
+                break;
+            }
+            let packet = match take_packet(&mut conn.tx) {
+                Take::Packet(p) => p,
+                Take::Empty => {
+                    if conn.tx.final_check_for_requests() {
+                        continue;
+                    }
+                    break;
+                }
+                Take::Fatal(why) => {
+                    conn.disabled = true;
+                    self.stats.fatal += 1;
+                    tracing::error!("{}: fatal error, disabling the interface: {why}", self.handshake.paths.backend);
+                    break;
+                }
+            };
+            progress.handled += 1;
+            let status = self.transmit(&packet);
+            let Some(conn) = self.conn.as_mut() else { break };
+            for rsp in packet.responses(status) {
+                conn.tx.put_response(&rsp);
+            }
+            if progress.handled % 32 == 0 {
+                progress.notify |= conn.tx.push_responses();
+            }
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            progress.notify |= conn.tx.push_responses();
+        }
+        progress
+    }
+
+    /// Copies one packet out of the guest and hands it to the device;
+    /// returns the status its slots get.
+    fn transmit(&mut self, packet: &TxPacket) -> i16 {
+        if let Some(why) = packet.drop {
+            self.stats.tx_errors += 1;
+            self.note(&format_args!("tx packet dropped: {why}"));
+            return RSP_ERROR;
+        }
+        if packet.mcast {
+            return RSP_OKAY;
+        }
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        let copied = self.grants.domain().lock().map_err(|_| "domain lock").and_then(|mut d| {
+            for s in &packet.slots {
+                let start = frame.len();
+                frame.resize(start + usize::from(s.size), 0);
+                let dst = frame.get_mut(start..).ok_or("frame")?;
+                d.grant_read(s.gref, usize::from(s.offset), dst).map_err(|_| "unreadable grant")?;
+            }
+            Ok(())
+        });
+        let status = match copied {
+            Err(why) => {
+                self.stats.tx_errors += 1;
+                self.note(&format_args!("tx packet dropped: {why}"));
+                RSP_ERROR
+            }
+            Ok(()) => {
+                match tx::offload(packet, &mut frame) {
+                    Ok(off) => match self.dev.send(&frame, &off) {
+                        Ok(()) => {
+                            self.stats.tx_packets += 1;
+                            self.stats.tx_bytes += frame.len() as u64;
+                        }
+                        Err(e) => {
+                            self.stats.tx_dropped += 1;
+                            self.note(&format_args!("device send failed: {e}"));
+                        }
+                    },
+                    Err(why) => {
+                        self.stats.tx_dropped += 1;
+                        self.note(&format_args!("tx packet dropped: {why}"));
+                    }
+                }
+                RSP_OKAY
+            }
+        };
+        self.frame = frame;
+        status
+    }
+
+    /// Offers one frame from the device to the guest. The responses become
+    /// visible with [`NetBackend::finish_rx`].
+    pub fn receive(&mut self, frame: &[u8], off: &Offload) -> Delivery {
+        let Some(conn) = self.conn.as_mut() else { return Delivery::Dropped("not connected") };
+        if conn.disabled {
+            return Delivery::Dropped("interface disabled");
+        }
+        let mut buf = std::mem::take(&mut self.frame);
+        buf.clear();
+        buf.extend_from_slice(frame);
+        let result = match rx::prepare(&mut buf, off, &conn.caps) {
+            Err(why) => Delivery::Dropped(why),
+            Ok(p) => match rx::copy_to_guest(&mut conn.rx, self.grants.domain(), &buf, &p) {
+                None => Delivery::NoRoom,
+                Some(c) if c.failed_slots > 0 => {
+                    self.stats.rx_errors += 1;
+                    Delivery::Delivered
+                }
+                Some(_) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += frame.len() as u64;
+                    Delivery::Delivered
+                }
+            },
+        };
+        self.frame = buf;
+        if let Delivery::Dropped(why) = result {
+            self.stats.rx_dropped += 1;
+            if self.carrier() {
+                self.note(&format_args!("rx frame of {} bytes dropped: {why}", frame.len()));
+            }
+        }
+        result
+    }
+
+    /// Publishes the rx responses queued so far; whether the frontend wants an event.
+    pub fn finish_rx(&mut self) -> bool {
+        self.conn.as_mut().is_some_and(|c| c.rx.push_responses())
+    }
+}
+
+impl Drop for NetBackend {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Result<FrontendParams, ConnectError> {
+    let mut read = |name: &str| hs.frontend_node(xs, client, name);
+    let number = |v: Option<String>, name: &str| -> Result<u32, ConnectError> {
+        v.and_then(|s| s.trim().parse().ok()).ok_or_else(|| ConnectError::Node(name.to_owned()))
+    };
+    let flag = |v: Option<String>| v.and_then(|s| s.trim().parse::<u32>().ok()).is_some_and(|n| n != 0);
+    if let Some(q) = read("multi-queue-num-queues") {
+        let n = number(Some(q), "multi-queue-num-queues")?;
+        if n != 1 {
+            return Err(ConnectError::Queues(n));
+        }
+    }
+    let mut ring_node = |name: &str| read(name).or_else(|| read(&format!("queue-0/{name}")));
+    let tx_ring_ref = number(ring_node("tx-ring-ref"), "tx-ring-ref")?;
+    let rx_ring_ref = number(ring_node("rx-ring-ref"), "rx-ring-ref")?;
+    let event_channel = match ring_node("event-channel") {
+        Some(v) => number(Some(v), "event-channel")?,
+        None if ring_node("event-channel-tx").is_some() => return Err(ConnectError::SplitEventChannels),
+        None => return Err(ConnectError::Node("event-channel".into())),
+    };
+    if !flag(read("request-rx-copy")) {
+        return Err(ConnectError::RxFlip);
+    }
+    if !flag(read("feature-rx-notify")) {
+        return Err(ConnectError::RxNotify);
+    }
+    let sg = flag(read("feature-sg"));
+    let csum_v4 = !flag(read("feature-no-csum-offload"));
+    let csum_v6 = flag(read("feature-ipv6-csum-offload"));
+    let caps = RxCaps {
+        sg,
+        csum_v4,
+        csum_v6,
+        gso_v4: sg && csum_v4 && flag(read("feature-gso-tcpv4")),
+        gso_v6: sg && csum_v6 && flag(read("feature-gso-tcpv6")),
+    };
+    Ok(FrontendParams { tx_ring_ref, rx_ring_ref, event_channel, caps })
+}
+
+/// Runs the handshake with the store behind `shared`.
+pub fn xenbus_with_shared(backend: &mut NetBackend, shared: &xenkvm_xenstore::server::Shared) -> Result<bool, StoreError> {
+    backend.xenbus(|f| shared.with(|xs| f(xs)))
+}
