@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use xenkvm_xen_pv::netif::{format_mac, parse_mac};
 pub use xenkvm_xen_pv::xenbus::{disk_name, parse_vdev};
 
 /// Xen version in `XENVER_version` form (major << 16 | minor).
@@ -106,6 +107,21 @@ impl DiskConfig {
     }
 }
 
+/// One PV NIC (`xen-net-device`) on a host tap interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicConfig {
+    /// The tap (`ifname=`), created if it does not exist.
+    pub ifname: String,
+    pub mac: [u8; 6],
+}
+
+impl NicConfig {
+    /// QEMU's default MAC of the `index`th NIC: 52:54:00:12:34:56, then :57, ...
+    pub fn default_mac(index: usize) -> [u8; 6] {
+        [0x52, 0x54, 0x00, 0x12, 0x34, 0x56u8.wrapping_add(index as u8)]
+    }
+}
+
 /// A whole VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -127,6 +143,8 @@ pub struct VmConfig {
     pub xenstore_socket: Option<PathBuf>,
     /// PV disks, in command-line order.
     pub disks: Vec<DiskConfig>,
+    /// PV NICs, in command-line order (vif 0, 1, ...).
+    pub nics: Vec<NicConfig>,
 }
 
 /// A `VmConfig` that cannot be run.
@@ -148,7 +166,16 @@ pub enum ConfigError {
     DuplicateVdev(String),
     #[error("more than {MAX_DISKS} disks")]
     TooManyDisks,
+    #[error("more than {MAX_NICS} NICs")]
+    TooManyNics,
+    #[error("two NICs use tap {0}")]
+    DuplicateTap(String),
+    #[error("two NICs use MAC address {0}")]
+    DuplicateMac(String),
 }
+
+/// Most PV NICs a VM may have.
+pub const MAX_NICS: usize = 16;
 
 /// Most PV disks a VM may have.
 pub const MAX_DISKS: usize = 64;
@@ -181,6 +208,7 @@ impl VmConfig {
             timeout: None,
             xenstore_socket: None,
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 
@@ -203,7 +231,25 @@ impl VmConfig {
         if !(1..=1024).contains(&self.accel.evtchn_max_pirq) {
             return Err(ConfigError::MaxPirq(self.accel.evtchn_max_pirq));
         }
-        self.disk_vdevs().map(|_| ())
+        self.disk_vdevs()?;
+        self.check_nics()
+    }
+
+    fn check_nics(&self) -> Result<(), ConfigError> {
+        if self.nics.len() > MAX_NICS {
+            return Err(ConfigError::TooManyNics);
+        }
+        for (i, a) in self.nics.iter().enumerate() {
+            for b in self.nics.iter().skip(i + 1) {
+                if a.ifname == b.ifname {
+                    return Err(ConfigError::DuplicateTap(a.ifname.clone()));
+                }
+                if a.mac == b.mac {
+                    return Err(ConfigError::DuplicateMac(xenkvm_xen_pv::netif::format_mac(&a.mac)));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Each disk's virtual device name and id: the given ones, and for the

@@ -13,7 +13,9 @@ mod irq;
 mod legacy;
 mod pvblock;
 mod pvconsole;
+mod pvnet;
 mod stdin;
+mod tap;
 mod vcpu;
 mod xenstored;
 
@@ -66,6 +68,8 @@ pub enum VmmError {
     Internal(String),
     #[error("Cannot open a disk")]
     OpenDisk(#[source] Box<disk::OpenDiskError>),
+    #[error("Cannot open a NIC's tap")]
+    OpenTap(#[source] Box<tap::OpenTapError>),
 }
 
 /// Exit statuses, one per way a guest can end.
@@ -127,6 +131,7 @@ fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmEr
 /// Builds and runs the VM once, until the guest ends or `limit` passes.
 fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmError> {
     let disks = pvblock::open_disks(cfg)?;
+    let nics = pvnet::open_nics(cfg)?;
     let vm = builder::build(cfg)?;
     let control = vm.control.clone();
     let mut threads = Vec::new();
@@ -178,7 +183,15 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .name("xenstored".into())
         .spawn(move || store.run(store_domain, store_backends, store_control))
         .map_err(VmmError::SpawnThread)?;
-    let disk_threads = pvblock::start(disks, &disk_context)?;
+    let mut disk_threads = pvblock::start(disks, &disk_context)?;
+    let net_context = pvnet::Context {
+        domain: disk_context.domain.clone(),
+        shared: disk_context.shared.clone(),
+        changes: disk_context.changes.clone(),
+        backends: disk_context.backends.clone(),
+        control: disk_context.control.clone(),
+    };
+    disk_threads.extend(pvnet::start(nics, &net_context)?);
     let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
     let timer_thread = std::thread::Builder::new()
         .name("xen-timers".into())

@@ -95,6 +95,16 @@ pub struct Cli {
     /// (also xen-block, and xen-cdrom for a read-only CD-ROM)
     #[arg(long, value_name = "xen-disk,drive=ID,...", action = ArgAction::Append)]
     device: Vec<String>,
+    /// A tap for a NIC: -netdev tap,id=ID,ifname=NAME,script=no,downscript=no
+    /// (with -device xen-net-device,netdev=ID[,mac=52:54:00:...])
+    #[arg(long, value_name = "tap,id=ID,ifname=NAME,...", action = ArgAction::Append)]
+    netdev: Vec<String>,
+    /// A NIC on a tap (model xen-net-device): -nic tap,ifname=NAME[,mac=...] or -nic none
+    #[arg(long, value_name = "tap,ifname=NAME,...", action = ArgAction::Append)]
+    nic: Vec<String>,
+    /// Legacy NIC options, paired in order: -net nic[,macaddr=...] -net tap,ifname=NAME
+    #[arg(long, value_name = "nic|tap,...", action = ArgAction::Append)]
+    net: Vec<String>,
 }
 
 /// A QEMU option xenkvm recognises but rejects: its name and whether it takes a value.
@@ -107,12 +117,9 @@ const fn unsupported(name: &'static str, takes_value: bool) -> Unsupported {
     Unsupported { name, takes_value }
 }
 
-const UNSUPPORTED: [Unsupported; 11] = [
+const UNSUPPORTED: [Unsupported; 8] = [
     unsupported("chardev", true),
     unsupported("mon", true),
-    unsupported("netdev", true),
-    unsupported("nic", true),
-    unsupported("net", true),
     unsupported("qmp", true),
     unsupported("monitor", true),
     unsupported("bios", true),
@@ -269,7 +276,9 @@ impl Cli {
             cfg.timeout = Some(options::parse_timeout(timeout)?);
         }
         cfg.xenstore_socket = self.xenstore_socket.clone();
-        cfg.disks = crate::drive::parse_disks(&self.drive, &self.device)?;
+        let (net_devices, disk_devices) = crate::net::split_devices(&self.device);
+        cfg.disks = crate::drive::parse_disks(&self.drive, &disk_devices)?;
+        cfg.nics = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
         cfg.validate().map_err(|source| CliError::Config {
             option: option_of(&source),
             source,
@@ -363,6 +372,11 @@ fn option_of(error: &ConfigError) -> &'static str {
         ConfigError::Vdev(_) | ConfigError::DuplicateVdev(_) | ConfigError::TooManyDisks
     ) {
         "-drive/-device"
+    } else if matches!(
+        error,
+        ConfigError::TooManyNics | ConfigError::DuplicateTap(_) | ConfigError::DuplicateMac(_)
+    ) {
+        "-netdev/-nic/-net"
     } else {
         "invalid configuration"
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod drive;
 mod error;
+mod net;
 mod options;
 mod xenstored;
 

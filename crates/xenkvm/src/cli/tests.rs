@@ -160,6 +160,7 @@ fn full_linux_command_line() {
         timeout: None,
         xenstore_socket: None,
         disks: Vec::new(),
+        nics: Vec::new(),
     };
     assert_eq!(cfg, expected);
 }
@@ -406,4 +407,26 @@ fn xenstore_socket_flag() {
     assert_eq!(cfg.xenstore_socket_path(), std::path::PathBuf::from("/tmp/xs.sock"));
     let default = parse(["xenkvm", "-m", "256"]).unwrap();
     assert!(default.xenstore_socket_path().to_string_lossy().ends_with(".xenstored"));
+}
+
+// ---- NICs -----------------------------------------------------------------------------
+
+#[test]
+fn nics_in_qemu_spelling() {
+    let cfg = xen(&[
+        "-netdev",
+        "tap,id=n0,ifname=xk0,script=no,downscript=no",
+        "-device",
+        "xen-net-device,netdev=n0,mac=52:54:00:aa:bb:cc",
+        "-nic",
+        "tap,ifname=xk1",
+    ])
+    .unwrap();
+    let macs: Vec<(&str, [u8; 6])> = cfg.nics.iter().map(|n| (n.ifname.as_str(), n.mac)).collect();
+    assert_eq!(macs, [("xk0", [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]), ("xk1", [0x52, 0x54, 0, 0x12, 0x34, 0x56])]);
+    assert_eq!(xen(&["-net", "nic", "-net", "tap,ifname=xk2,script=no"]).unwrap().nics.len(), 1);
+    let e = xen_err(&["-nic", "tap,ifname=xk0", "-nic", "tap,ifname=xk0"]);
+    assert_eq!(e.to_string(), "-netdev/-nic/-net: two NICs use tap xk0");
+    let e = xen_err(&["-netdev", "tap,id=n0,ifname=xk0,script=/etc/qemu-ifup"]);
+    assert!(e.to_string().contains("script=/etc/qemu-ifup"), "{e}");
 }

@@ -1,0 +1,238 @@
+//! PV NICs: each vif has a tap, a reader thread that moves frames from the
+//! tap into a bounded queue, and a backend thread that runs the XenBus
+//! handshake, sends the guest's packets to the tap on kicks of the vif's
+//! event channel, and copies queued frames into the guest's rx buffers.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xenkvm_xen_core::Domain;
+use xenkvm_xen_pv::grants::DomainGrants;
+use xenkvm_xen_pv::netback::{xenbus_with_shared, Delivery, NetBackend, Offload, VifOptions};
+use xenkvm_xen_pv::netif::format_mac;
+use xenkvm_xenstore::server::Shared;
+
+use crate::builder::DOMID;
+use crate::events::Backends;
+use crate::tap::{Tap, MAX_READ};
+use crate::vcpu::RunControl;
+use crate::{VmConfig, VmmError};
+
+/// Longest sleep without a kick or a frame.
+const POLL: Duration = Duration::from_millis(20);
+const XENBUS_RECHECK: Duration = Duration::from_secs(1);
+/// Tx packets sent per pass before the thread looks at rx and the store.
+const BUDGET: usize = 256;
+/// Frames read from the tap and not yet in the guest; the tap (and the
+/// host's queue behind it) holds the rest.
+const QUEUE: usize = 256;
+
+/// The opened taps of a VM, before the store exists.
+pub struct OpenNics(Vec<(VifOptions, Tap)>);
+
+/// Opens every NIC's tap; fails before anything runs.
+pub fn open_nics(cfg: &VmConfig) -> Result<OpenNics, VmmError> {
+    let mut out = Vec::new();
+    for (devid, nic) in (0u32..).zip(&cfg.nics) {
+        let tap = Tap::open(&nic.ifname).map_err(|e| VmmError::OpenTap(Box::new(e)))?;
+        tracing::info!("NIC {devid}: xen-net-device {} on tap {}", format_mac(&nic.mac), nic.ifname);
+        out.push((VifOptions { devid, mac: nic.mac, ifname: nic.ifname.clone() }, tap));
+    }
+    Ok(OpenNics(out))
+}
+
+/// What every NIC thread shares.
+pub struct Context {
+    pub domain: Arc<Mutex<Domain>>,
+    pub shared: Arc<Shared>,
+    pub changes: Arc<AtomicU64>,
+    pub backends: Arc<Backends>,
+    pub control: Arc<RunControl>,
+}
+
+/// Frames from the tap waiting for the guest.
+#[derive(Default)]
+struct Inbox {
+    frames: Mutex<VecDeque<(Offload, Vec<u8>)>>,
+    room: Condvar,
+}
+
+/// Creates each vif's store nodes and starts its two threads.
+pub fn start(nics: OpenNics, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmError> {
+    let mut threads = Vec::new();
+    for (opts, tap) in nics.0 {
+        let reader_tap = tap.try_clone().map_err(|e| VmmError::Internal(format!("tap {}: {e}", opts.ifname)))?;
+        let name = format!("net-{}", opts.devid);
+        let grants = DomainGrants::new(ctx.domain.clone());
+        let backend = ctx
+            .shared
+            .with(|xs| NetBackend::create(xs, u32::from(DOMID), opts, Box::new(tap), grants))
+            .map_err(|e| VmmError::Internal(format!("NIC xenstore set-up: {e}")))?;
+        let inbox = Arc::new(Inbox::default());
+        let reader = Reader { tap: reader_tap, inbox: inbox.clone(), backends: ctx.backends.clone(), control: ctx.control.clone() };
+        let worker = Worker {
+            backend,
+            inbox,
+            shared: ctx.shared.clone(),
+            changes: ctx.changes.clone(),
+            domain: ctx.domain.clone(),
+            backends: ctx.backends.clone(),
+            control: ctx.control.clone(),
+        };
+        let spawn = |n: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(n).spawn(f).map_err(VmmError::SpawnThread);
+        threads.push(spawn(format!("{name}-tap"), Box::new(move || reader.run()))?);
+        threads.push(spawn(name, Box::new(move || worker.run()))?);
+    }
+    Ok(threads)
+}
+
+struct Reader {
+    tap: Tap,
+    inbox: Arc<Inbox>,
+    backends: Arc<Backends>,
+    control: Arc<RunControl>,
+}
+
+impl Reader {
+    fn run(mut self) {
+        let mut buf = vec![0u8; MAX_READ];
+        let mut errors = 0u64;
+        while !self.control.stopping() {
+            // Wait for room, so a guest that takes nothing stalls only its tap.
+            {
+                let Ok(q) = self.inbox.frames.lock() else { return };
+                if q.len() >= QUEUE {
+                    let _ = self.inbox.room.wait_timeout(q, POLL);
+                    continue;
+                }
+            }
+            if !self.tap.wait_readable(POLL) {
+                continue;
+            }
+            let mut got = false;
+            loop {
+                match self.tap.read_frame(&mut buf) {
+                    Ok(Some((off, len))) => {
+                        let frame = buf.get(crate::tap::VNET_HDR_LEN..crate::tap::VNET_HDR_LEN + len).map(<[u8]>::to_vec);
+                        let Ok(mut q) = self.inbox.frames.lock() else { return };
+                        if let Some(frame) = frame {
+                            q.push_back((off, frame));
+                            got = true;
+                        }
+                        if q.len() >= QUEUE {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        errors += 1;
+                        if errors <= 4 || errors.is_power_of_two() {
+                            tracing::warn!("tap {}: read failed: {e}", self.tap.ifname());
+                        }
+                        std::thread::sleep(POLL);
+                        break;
+                    }
+                }
+            }
+            if got {
+                self.backends.signal.notify();
+            }
+        }
+    }
+}
+
+struct Worker {
+    backend: NetBackend,
+    inbox: Arc<Inbox>,
+    shared: Arc<Shared>,
+    changes: Arc<AtomicU64>,
+    domain: Arc<Mutex<Domain>>,
+    backends: Arc<Backends>,
+    control: Arc<RunControl>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut store_seen = None;
+        let mut checked = Instant::now();
+        while !self.control.stopping() {
+            let seen = self.backends.signal.current();
+            let changes = self.changes.load(Ordering::Acquire);
+            if store_seen != Some(changes) || checked.elapsed() >= XENBUS_RECHECK {
+                store_seen = Some(changes);
+                checked = Instant::now();
+                if let Err(e) = xenbus_with_shared(&mut self.backend, &self.shared) {
+                    tracing::warn!("{}: {e}", self.backend.paths().backend);
+                }
+            }
+            let Some(port) = self.backend.port() else {
+                self.drop_queued();
+                self.backends.signal.wait(seen, POLL);
+                continue;
+            };
+            self.backends.take(port);
+            let tx = self.backend.process_tx(BUDGET);
+            let rx_more = self.deliver();
+            let notify = self.backend.finish_rx() | tx.notify;
+            if notify {
+                if let Ok(mut d) = self.domain.lock() {
+                    let _ = d.backend_send(port);
+                }
+            }
+            if !tx.more && !rx_more {
+                self.backends.signal.wait(seen, POLL);
+            }
+        }
+        let s = self.backend.stats();
+        tracing::info!(
+            "{}: tx {} packets ({} bytes, {} errors, {} dropped), rx {} packets ({} bytes, {} dropped, {} errors), {} fatal",
+            self.backend.paths().backend,
+            s.tx_packets,
+            s.tx_bytes,
+            s.tx_errors,
+            s.tx_dropped,
+            s.rx_packets,
+            s.rx_bytes,
+            s.rx_dropped,
+            s.rx_errors,
+            s.fatal
+        );
+    }
+
+    /// Moves queued frames into the guest until it runs out of buffers;
+    /// returns whether a batch limit (not the guest) stopped it.
+    fn deliver(&mut self) -> bool {
+        let mut done = 0;
+        let more = loop {
+            if done >= BUDGET {
+                break true;
+            }
+            let next = self.inbox.frames.lock().ok().and_then(|mut q| q.pop_front());
+            let Some((off, frame)) = next else { break false };
+            match self.backend.receive(&frame, &off) {
+                Delivery::Delivered | Delivery::Dropped(_) => done += 1,
+                Delivery::NoRoom => {
+                    if let Ok(mut q) = self.inbox.frames.lock() {
+                        q.push_front((off, frame));
+                    }
+                    break false;
+                }
+            }
+        };
+        if done > 0 {
+            self.inbox.room.notify_all();
+        }
+        more
+    }
+
+    /// Without a connected frontend the link is down: frames are lost.
+    fn drop_queued(&mut self) {
+        let dropped = self.inbox.frames.lock().map(|mut q| std::mem::take(&mut *q).len()).unwrap_or(0);
+        if dropped > 0 {
+            self.inbox.room.notify_all();
+        }
+    }
+}

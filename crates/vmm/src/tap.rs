@@ -1,0 +1,243 @@
+//! A Linux tap interface with virtio-net headers: `/dev/net/tun` opened
+//! with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, so every frame carries its
+//! checksum and segmentation offload metadata both ways.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+use xenkvm_xen_pv::netback::{Gso, GsoKind, NetDevice, Offload, PartialCsum, RxCaps};
+
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 202, int)`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54CA;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54D0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// `struct virtio_net_hdr` (the tap's default header, 10 bytes, host order).
+pub const VNET_HDR_LEN: usize = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// Largest read: a 64 KiB GSO frame and its header.
+pub const MAX_READ: usize = VNET_HDR_LEN + 65_550;
+
+/// `struct ifreq` with the flags member of its union.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Why a tap could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenTapError {
+    #[error("tap interface name \"{0}\" is empty or longer than 15 bytes")]
+    Name(String),
+    #[error("cannot open /dev/net/tun")]
+    OpenTun(#[source] io::Error),
+    #[error("cannot attach to tap {0} (TUNSETIFF; it needs CAP_NET_ADMIN or a persistent tap owned by this user)")]
+    SetIff(String, #[source] io::Error),
+}
+
+/// An open tap interface.
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    ifname: String,
+}
+
+impl Tap {
+    /// Opens (creating if needed) tap `ifname`, non-blocking, with vnet headers.
+    pub fn open(ifname: &str) -> Result<Self, OpenTapError> {
+        if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
+            return Err(OpenTapError::Name(ifname.to_owned()));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(OpenTapError::OpenTun)?;
+        let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, _pad: [0; 22] };
+        for (dst, src) in req.name.iter_mut().zip(ifname.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is one
+        // (name, flags, padding to the kernel's 40 bytes) and outlives the call.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
+        if rc < 0 {
+            return Err(OpenTapError::SetIff(ifname.to_owned(), io::Error::last_os_error()));
+        }
+        Ok(Self { file, ifname: ifname.to_owned() })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// A second handle on the same queue (one thread reads, one writes).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self { file: self.file.try_clone()?, ifname: self.ifname.clone() })
+    }
+
+    /// Waits up to `limit` for a frame to read; whether one is there.
+    pub fn wait_readable(&self, limit: Duration) -> bool {
+        let mut fds = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fds` is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut fds, 1, ms) };
+        rc > 0 && fds.revents & libc::POLLIN != 0
+    }
+
+    /// Reads one frame into `buf` (at least [`MAX_READ`] bytes): its offload
+    /// metadata and its length after the header. `None` when none is waiting.
+    pub fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<Option<(Offload, usize)>> {
+        let n = match self.file.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (Some(hdr), Some(len)) = (buf.get(..VNET_HDR_LEN), n.checked_sub(VNET_HDR_LEN)) else {
+            return Err(io::Error::other("short read from tap"));
+        };
+        Ok(Some((decode_vnet_hdr(hdr), len)))
+    }
+}
+
+/// The offloads in a `virtio_net_hdr` (fields in host order).
+pub fn decode_vnet_hdr(h: &[u8]) -> Offload {
+    let byte = |i: usize| h.get(i).copied().unwrap_or(0);
+    let word = |i: usize| u16::from_ne_bytes([byte(i), byte(i + 1)]);
+    let flags = byte(0);
+    let csum =
+        (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0).then(|| PartialCsum { start: word(6), offset: word(8) });
+    let kind = match byte(1) & !VIRTIO_NET_HDR_GSO_ECN {
+        VIRTIO_NET_HDR_GSO_TCPV4 => Some(GsoKind::Tcpv4),
+        VIRTIO_NET_HDR_GSO_TCPV6 => Some(GsoKind::Tcpv6),
+        _ => None,
+    };
+    let gso = kind.map(|kind| Gso { kind, size: word(4), hdr_len: word(2) });
+    Offload { csum, data_valid: flags & VIRTIO_NET_HDR_F_DATA_VALID != 0, gso }
+}
+
+/// The `virtio_net_hdr` for a frame's offloads.
+pub fn encode_vnet_hdr(off: &Offload) -> [u8; VNET_HDR_LEN] {
+    let mut h = [0u8; VNET_HDR_LEN];
+    let mut put = |at: usize, v: u16| {
+        if let Some(d) = h.get_mut(at..at + 2) {
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+    };
+    let mut flags = 0;
+    if let Some(c) = off.csum {
+        flags |= VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        put(6, c.start);
+        put(8, c.offset);
+    }
+    if off.data_valid && off.csum.is_none() {
+        flags |= VIRTIO_NET_HDR_F_DATA_VALID;
+    }
+    let gso_type = match off.gso {
+        Some(g) => {
+            put(2, g.hdr_len);
+            put(4, g.size);
+            match g.kind {
+                GsoKind::Tcpv4 => VIRTIO_NET_HDR_GSO_TCPV4,
+                GsoKind::Tcpv6 => VIRTIO_NET_HDR_GSO_TCPV6,
+            }
+        }
+        None => VIRTIO_NET_HDR_GSO_NONE,
+    };
+    h[0] = flags;
+    h[1] = gso_type;
+    h
+}
+
+/// The `TUNSETOFFLOAD` flags for what the guest can receive.
+pub fn offload_flags(caps: &RxCaps) -> libc::c_uint {
+    // The tap hands partial checksums of both families under one flag; the
+    // backend completes those the frontend cannot take.
+    let mut flags = TUN_F_CSUM;
+    if caps.gso_v4 {
+        flags |= TUN_F_TSO4;
+    }
+    if caps.gso_v6 {
+        flags |= TUN_F_TSO6;
+    }
+    flags
+}
+
+impl NetDevice for Tap {
+    fn send(&mut self, frame: &[u8], offload: &Offload) -> io::Result<()> {
+        let hdr = encode_vnet_hdr(offload);
+        let want = hdr.len() + frame.len();
+        let n = (&self.file).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(frame)])?;
+        if n != want {
+            return Err(io::Error::other(format!("short write to tap {}: {n} of {want} bytes", self.ifname)));
+        }
+        Ok(())
+    }
+
+    fn set_offloads(&mut self, caps: &RxCaps) -> io::Result<()> {
+        let flags = offload_flags(caps);
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int).
+        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnet_header_round_trip() {
+        let off = Offload {
+            csum: Some(PartialCsum { start: 34, offset: 16 }),
+            data_valid: false,
+            gso: Some(Gso { kind: GsoKind::Tcpv6, size: 1440, hdr_len: 74 }),
+        };
+        let h = encode_vnet_hdr(&off);
+        assert_eq!(h[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!(h[1], VIRTIO_NET_HDR_GSO_TCPV6);
+        assert_eq!(decode_vnet_hdr(&h), off);
+        let plain = Offload { data_valid: true, ..Offload::default() };
+        assert_eq!(encode_vnet_hdr(&plain), [2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_vnet_hdr(&encode_vnet_hdr(&plain)), plain);
+        // ECN is a modifier of the TCP types; UDP fragmentation is not taken.
+        let mut ecn = h;
+        ecn[1] = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN;
+        assert_eq!(decode_vnet_hdr(&ecn).gso.map(|g| g.kind), Some(GsoKind::Tcpv4));
+        ecn[1] = 3;
+        assert_eq!(decode_vnet_hdr(&ecn).gso, None);
+    }
+
+    #[test]
+    fn offloads_follow_the_frontend() {
+        assert_eq!(offload_flags(&RxCaps::default()), TUN_F_CSUM);
+        let all = RxCaps { sg: true, csum_v4: true, csum_v6: true, gso_v4: true, gso_v6: true };
+        assert_eq!(offload_flags(&all), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    }
+
+    #[test]
+    fn bad_names_are_refused_before_any_syscall() {
+        assert!(matches!(Tap::open(""), Err(OpenTapError::Name(_))));
+        assert!(matches!(Tap::open("a-name-that-is-too-long"), Err(OpenTapError::Name(_))));
+    }
+}
