@@ -235,6 +235,70 @@ mod tests {
         assert_eq!(offload_flags(&all), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
     }
 
+    /// A real tap (where this process may create one): the host answers an
+    /// ARP request and a TCP SYN written with vnet headers.
+    #[test]
+    fn host_answers_through_a_real_tap() {
+        use std::process::Command;
+        use xenkvm_xen_pv::netback::{complete, l4_checksum_ok, setup_partial};
+        let name = format!("xkt{}", std::process::id() % 100_000);
+        let mut tap = match Tap::open(&name) {
+            Ok(t) => t,
+            Err(e) => return eprintln!("skipped: {e}"),
+        };
+        let ip = |args: &[&str]| Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        if !ip(&["addr", "add", "10.213.0.1/24", "dev", &name]) || !ip(&["link", "set", &name, "up"]) {
+            return eprintln!("skipped: cannot configure {name}");
+        }
+        tap.set_offloads(&RxCaps { sg: true, csum_v4: true, csum_v6: true, gso_v4: true, gso_v6: true }).unwrap();
+        let me = [0x52, 0x54, 0, 0, 0, 2];
+        let mut arp = vec![0xFF; 6];
+        arp.extend_from_slice(&me);
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&me);
+        arp.extend_from_slice(&[10, 213, 0, 2, 0, 0, 0, 0, 0, 0, 10, 213, 0, 1]);
+        tap.send(&arp, &Offload::default()).unwrap();
+        let mut buf = vec![0u8; MAX_READ];
+        let mut wait_for = |tap: &mut Tap, want: &dyn Fn(&[u8]) -> bool| -> Option<(Offload, Vec<u8>)> {
+            let end = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < end {
+                if !tap.wait_readable(Duration::from_millis(50)) {
+                    continue;
+                }
+                while let Ok(Some((off, len))) = tap.read_frame(&mut buf) {
+                    let f = buf[VNET_HDR_LEN..VNET_HDR_LEN + len].to_vec();
+                    if want(&f) {
+                        return Some((off, f));
+                    }
+                }
+            }
+            None
+        };
+        let (_, reply) = wait_for(&mut tap, &|f| f.len() >= 42 && f[12..14] == [8, 6] && f[21] == 2).expect("ARP reply");
+        let host_mac: [u8; 6] = reply[6..12].try_into().unwrap();
+        // A SYN to a listening port, checksum set up partial and completed here.
+        let listener = std::net::TcpListener::bind("10.213.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut syn = host_mac.to_vec();
+        syn.extend_from_slice(&me);
+        syn.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 213, 0, 2, 10, 213, 0, 1]);
+        let ip_sum = !xenkvm_xen_pv::netback::fold(xenkvm_xen_pv::netback::sum_words(&syn[14..34], 0));
+        syn[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        syn.extend_from_slice(&40000u16.to_be_bytes());
+        syn.extend_from_slice(&port.to_be_bytes());
+        syn.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xFF, 0xFF, 0, 0, 0, 0]);
+        let (_, pc) = setup_partial(&mut syn).unwrap();
+        assert!(complete(&mut syn, pc));
+        tap.send(&syn, &Offload::default()).unwrap();
+        let (off, mut synack) =
+            wait_for(&mut tap, &|f| f.len() >= 54 && f[12..14] == [8, 0] && f[23] == 6 && f[47] & 0x12 == 0x12).expect("SYN-ACK");
+        if let Some(c) = off.csum {
+            assert!(complete(&mut synack, c));
+        }
+        assert!(l4_checksum_ok(&synack));
+        assert_eq!(synack[34..36], port.to_be_bytes());
+    }
+
     #[test]
     fn bad_names_are_refused_before_any_syscall() {
         assert!(matches!(Tap::open(""), Err(OpenTapError::Name(_))));

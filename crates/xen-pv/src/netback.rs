@@ -22,7 +22,7 @@ mod offload;
 mod rx;
 mod tx;
 
-pub use offload::{complete, l4_checksum_ok, parse_l4, setup_partial, Gso, GsoKind, Offload, PartialCsum, L4};
+pub use offload::{complete, fold, l4_checksum_ok, parse_l4, setup_partial, sum_words, Gso, GsoKind, Offload, PartialCsum, L4};
 pub use rx::{Delivery, RxCaps};
 pub use tx::{take_packet, Take, TxPacket};
 
