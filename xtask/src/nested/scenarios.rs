@@ -4,6 +4,8 @@
 use anyhow::{bail, ensure, Result};
 
 use super::initramfs::{MARK_RC, MARK_UP};
+
+mod net;
 use crate::bench;
 
 /// A Linux (L2) guest image for scenarios that boot one: the L2 kernel goes to
@@ -159,6 +161,16 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: true,
         extra_programs: &[],
         check: check_linux_pv,
+    },
+    Scenario {
+        name: "linux-net",
+        about: "the Debian guest's eth0 (xen-netfront) on a tap in L1: ping both ways and 16 MiB over TCP each way with checksums",
+        command: net::LINUX_NET_SCRIPT,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: net::LINUX_NET_INIT, modules: &["xen-netfront"], extra_programs: &[] }),
+        anchor: false,
+        extra_programs: &[],
+        check: net::check_linux_net,
     },
     Scenario {
         name: "bench-boot",
@@ -639,6 +651,7 @@ mod tests {
                 "linux-xenstore",
                 "linux-pv",
                 "linux-pv-qemu",
+                "linux-net",
                 "bench-boot"
             ]
         );
