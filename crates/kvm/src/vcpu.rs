@@ -135,6 +135,12 @@ impl KvmVcpu {
         )
     }
 
+    /// The stack pointer and paging state now (for hang reports).
+    pub fn stack_and_paging(&self) -> Option<(u64, PagingState)> {
+        let (r, s) = (self.fd.get_regs().ok()?, self.fd.get_sregs().ok()?);
+        Some((r.rsp, PagingState { cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer }))
+    }
+
     /// The guest TSC frequency in kHz.
     pub fn tsc_khz(&self) -> Result<u32> {
         self.fd.get_tsc_khz().map_err(Error::ReadTsc)

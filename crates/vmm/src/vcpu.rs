@@ -177,6 +177,23 @@ impl ExitHandler for Handler {
     }
 }
 
+/// Logs the top of a stopped vCPU's stack (return addresses show where a hung
+/// guest is); nothing if it cannot be read.
+fn log_stack(vcpu: &KvmVcpu, domain: &Mutex<Domain>) {
+    let Some((rsp, paging)) = vcpu.stack_and_paging() else { return };
+    let Ok(d) = domain.lock() else { return };
+    let view = xenkvm_xen_core::guest::GuestView::new(d.phys(), paging);
+    let mut words = Vec::new();
+    for i in 0..48u64 {
+        let mut b = [0u8; 8];
+        if view.read_bytes(rsp.wrapping_add(i * 8), &mut b).is_err() {
+            break;
+        }
+        words.push(format!("{:#x}", u64::from_le_bytes(b)));
+    }
+    tracing::warn!("vCPU {} stack at {rsp:#x}: {}", vcpu.id, words.join(" "));
+}
+
 /// The body of a vCPU thread.
 pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
     if let Ok(mut d) = handler.domain.lock() {
@@ -210,5 +227,6 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
     handler.kicker.unregister(vcpu.id);
     if control.timed_out() {
         tracing::warn!("stopped at the wall-clock limit: {}", vcpu.describe());
+        log_stack(&vcpu, &handler.domain);
     }
 }
