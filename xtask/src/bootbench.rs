@@ -83,8 +83,67 @@ pub fn report(runs: &[BootRun]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A kernel log line with its time stamp, addresses and numbers blanked, so
+/// runs compare by what they say.
+fn normalise(line: &str) -> String {
+    let body = match (line.find('['), line.find(']')) {
+        (Some(a), Some(b)) if a < b && line[..a].trim().is_empty() => &line[b + 1..],
+        _ => line,
+    };
+    let mut out = String::new();
+    let mut in_number = false;
+    for word in body.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            let starts = !in_number && c.is_ascii_digit();
+            let continues = in_number && (c.is_ascii_hexdigit() || c == 'x');
+            if starts {
+                out.push('#');
+            }
+            in_number = starts || continues;
+            if !in_number {
+                out.push(c);
+            }
+        }
+        in_number = false;
+    }
+    out
+}
 
+fn xen_related(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    line.trim_start().starts_with('[') && ["xen", "grant", "evtchn"].iter().any(|k| l.contains(k))
+}
 
+/// The guest's Xen-related kernel log lines that appear in some xenkvm run
+/// and in no QEMU run (each run's output precedes its result line).
+pub fn xen_lines_only_in_xenkvm(out: &str) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let (mut ours, mut theirs) = (BTreeSet::new(), BTreeSet::new());
+    let mut run = Vec::new();
+    for line in out.lines() {
+        if let Some(i) = line.find(TAG) {
+            let target = match field(&line[i + TAG.len()..], "vmm") {
+                Some("xenkvm") => &mut ours,
+                _ => &mut theirs,
+            };
+            target.extend(run.drain(..));
+        } else if xen_related(line) {
+            run.push(normalise(line));
+        }
+    }
+    ours.difference(&theirs).cloned().collect()
+}
+
+/// Report lines for the log comparison.
+pub fn log_report(out: &str) -> Vec<String> {
+    let only = xen_lines_only_in_xenkvm(out);
+    let mut lines = vec![format!("  Xen-related guest log lines in xenkvm's runs and in none of QEMU's: {}", only.len())];
+    lines.extend(only.iter().take(20).map(|l| format!("    {l}")));
+    lines
+}
 
 #[cfg(test)]
 mod tests {
@@ -103,6 +162,17 @@ mod tests {
         assert!(r.contains("medians: xenkvm 4.50 s 31000 KiB, qemu 9.00 s 205000 KiB"), "{r}");
         assert!(r.contains("ratio time xenkvm/qemu : 0.500 (goal <= 0.5: met)"), "{r}");
         assert!(r.contains("ratio RSS  xenkvm/qemu : 0.151 (goal <= 0.25: met)"), "{r}");
+    }
+
+    #[test]
+    fn xen_log_lines_compare_without_times_and_numbers() {
+        assert_eq!(normalise("[   12.5] xen: mask: 0xffff max 881590591483 ns"), "xen: mask: # max # ns");
+        let out = "[ 0.10] Xen version 4.17.\n[ 0.20] Grant table initialized\n[ 0.30] xen: extra 0x10\n\
+                   BOOT-RESULT vmm=xenkvm start=1 init=2 hwm_kib=1 rc=0\n\
+                   [ 0.11] Xen version 4.17.\n[ 0.21] Grant table initialized\n[ 0.31] Cannot get hvm parameter CONSOLE_EVTCHN\n\
+                   BOOT-RESULT vmm=qemu start=3 init=4 hwm_kib=1 rc=0\n";
+        assert_eq!(xen_lines_only_in_xenkvm(out), ["xen: extra #"]);
+        assert_eq!(log_report(out)[0], "  Xen-related guest log lines in xenkvm's runs and in none of QEMU's: 1");
     }
 
     #[test]

@@ -220,6 +220,7 @@ fn check_bench_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
     match crate::bootbench::report(&runs) {
         Ok(lines) => {
             report.extend(lines);
+            report.extend(crate::bootbench::log_report(&c.text()));
             Ok(())
         }
         Err(e) => {
