@@ -234,11 +234,13 @@ fn check_bench_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
 /// script holds open): once the guest's /init announces its shell, the script
 /// types the checks, then `reboot -f`; xenkvm restarts the guest, and on the
 /// second boot's shell it types `poweroff -f`. xenkvm runs with the extra
-/// arguments given; the script exits with xenkvm's status.
+/// arguments given; the script exits with xenkvm's status (SIGPIPE is ignored,
+/// so typing into a guest that already stopped cannot kill the script first).
 macro_rules! shell_driver {
     ($args:literal) => {
         concat!(
-            r#"rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
+            r#"trap '' PIPE
+rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
 (XENKVM_LOG=info /xenkvm -accel kvm,"#,
             $args,
             r#" -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" --timeout 400 < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
