@@ -31,9 +31,9 @@ use xenkvm_xen_core::page::SharedPage;
 use xenkvm_xen_core::special::SpecialPage;
 use xenkvm_xen_core::{Domain, DomainConfig};
 
-use crate::console::{HypervisorConsole, LineFlushedStdout};
+use crate::console::HypervisorConsole;
 use crate::vcpu::RunControl;
-use crate::{HypercallPath, KernelSource, SerialConfig, VmConfig, VmmError};
+use crate::{HypercallPath, KernelSource, VmConfig, VmmError};
 
 /// The domain id the guest sees; QEMU also gives an emulated Xen guest 1.
 pub const DOMID: u16 = 1;
@@ -265,7 +265,7 @@ const PLATFORM_PIN: u8 = 16;
 const COM1_IRQ: usize = 4;
 
 /// COM1 as wired here.
-pub type Com1 = SerialPort<IoapicPin, LineFlushedStdout>;
+pub type Com1 = SerialPort<IoapicPin, crate::chardev::SerialOut>;
 /// The port-I/O bus, COM1 when it is on stdio, and the legacy timers.
 type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>, LegacyTimers);
 
@@ -281,9 +281,9 @@ fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerCont
     crate::acpi::attach_pm(&mut bus, ioapic, power)?;
     let platform = Arc::new(Mutex::new(PlatformState::default()));
     bus.insert(FIXED_PORT_BASE.into(), FIXED_PORT_COUNT.into(), Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
-    if cfg.serial == SerialConfig::Stdio {
+    if let Some(out) = crate::chardev::serial_output(cfg) {
         let irq = IoapicPin { ioapic: ioapic.clone(), pin: COM1_IRQ };
-        let port = Arc::new(Mutex::new(SerialPort::with_irq(irq, LineFlushedStdout)));
+        let port = Arc::new(Mutex::new(SerialPort::with_irq(irq, out)));
         bus.insert(COM1.into(), 8, port.clone())?;
         serial = Some(port);
     }

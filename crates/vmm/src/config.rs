@@ -7,6 +7,9 @@ use std::time::Duration;
 pub use xenkvm_xen_pv::netif::{format_mac, parse_mac};
 pub use xenkvm_xen_pv::xenbus::{disk_name, parse_vdev};
 
+mod chardev;
+pub use chardev::{ChardevBackend, ChardevConfig};
+
 /// Xen version in `XENVER_version` form (major << 16 | minor).
 pub const DEFAULT_XEN_VERSION: u32 = 0x40011;
 /// Default grant-table frames (`xen-gnttab-max-frames`).
@@ -72,10 +75,12 @@ pub enum KernelSource {
 }
 
 /// Where the 16550 at 0x3f8 goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialConfig {
     Stdio,
     None,
+    /// The character device with this id (`-serial chardev:ID`).
+    Chardev(String),
 }
 
 /// How a disk image is stored.
@@ -145,6 +150,12 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// PV NICs, in command-line order (vif 0, 1, ...).
     pub nics: Vec<NicConfig>,
+    /// Character devices (`-chardev`), in command-line order.
+    pub chardevs: Vec<ChardevConfig>,
+    /// The chardev id of each `-device xen-console`, in order: the first is
+    /// the primary console (hvc0), the others xenbus consoles 1, 2, ...
+    /// Empty: the primary console writes to standard output.
+    pub consoles: Vec<String>,
 }
 
 /// A `VmConfig` that cannot be run.
@@ -209,6 +220,8 @@ impl VmConfig {
             xenstore_socket: None,
             disks: Vec::new(),
             nics: Vec::new(),
+            chardevs: Vec::new(),
+            consoles: Vec::new(),
         }
     }
 

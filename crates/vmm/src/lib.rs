@@ -5,6 +5,7 @@
 
 mod acpi;
 mod builder;
+mod chardev;
 pub mod config;
 mod console;
 mod disk;
@@ -17,6 +18,7 @@ mod pvnet;
 mod stdin;
 mod tap;
 mod vcpu;
+mod xenconsole;
 mod xenstored;
 
 use std::path::PathBuf;
@@ -70,6 +72,8 @@ pub enum VmmError {
     OpenDisk(#[source] Box<disk::OpenDiskError>),
     #[error("Cannot open a NIC's tap")]
     OpenTap(#[source] Box<tap::OpenTapError>),
+    #[error("Cannot open a character device")]
+    OpenChardev(#[source] Box<chardev::OpenChardevError>),
 }
 
 /// Exit statuses, one per way a guest can end.
@@ -90,6 +94,7 @@ extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void
 pub fn run(cfg: VmConfig) -> Result<RunOutcome, VmmError> {
     cfg.validate()?;
     register_signal_handler(SIGRTMIN(), kick).map_err(VmmError::KickSignal)?;
+    chardev::open(&cfg).map_err(|e| VmmError::OpenChardev(Box::new(e)))?;
     let deadline = cfg.timeout.map(|t| Instant::now() + t);
     loop {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -154,10 +159,8 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         threads.push(t);
     }
     let console_input = Arc::new(pvconsole::ConsoleInput::new(vm.signals.backends.clone()));
-    match vm.serial.clone() {
-        Some(serial) if !stdin::console_is_hvc(&cfg.cmdline) => stdin::forward(stdin::InputTarget::Serial(serial)),
-        _ => stdin::forward(stdin::InputTarget::PvConsole(console_input.clone())),
-    }
+    let hvc = chardev::console_chardev(cfg, 0).unwrap_or_else(|| chardev::Chardev::stdio("hvc0"));
+    xenconsole::route_primary(cfg, vm.serial.clone(), &hvc, console_input.clone());
     let console = pvconsole::Console {
         page: vm.special.console.clone(),
         port: vm.special.console_port,
@@ -165,6 +168,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         backends: vm.signals.backends.clone(),
         control: control.clone(),
         input: console_input,
+        out: hvc,
     };
     let console_thread = std::thread::Builder::new()
         .name("pvconsole".into())
@@ -192,6 +196,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         control: disk_context.control.clone(),
     };
     disk_threads.extend(pvnet::start(nics, &net_context)?);
+    disk_threads.extend(xenconsole::start(cfg, &disk_context)?);
     let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
     let timer_thread = std::thread::Builder::new()
         .name("xen-timers".into())

@@ -1,17 +1,17 @@
-//! The primary PV console (hvc0): drains the guest's console ring to stdout
+//! The primary PV console (hvc0): drains the guest's console ring to its chardev
 //! when the guest kicks its event channel (and every few milliseconds, in case
 //! a kick was missed), feeds it typed input, and tells the guest when it made
 //! room or placed input.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xenkvm_xen_core::page::SharedPage;
 use xenkvm_xen_core::Domain;
-use xenkvm_xen_pv::console::{ConsoleRing, Progress};
+use xenkvm_xen_pv::console::{ConsolePage, ConsoleRing, Progress};
 
+use crate::chardev::Chardev;
 use crate::events::{serve_backend, Backends};
 use crate::vcpu::RunControl;
 
@@ -46,8 +46,14 @@ impl ConsoleInput {
         n
     }
 
+    /// Bytes waiting for the guest.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.queue.lock().map_or(0, |q| q.len())
+    }
+
     /// Moves queued input into the ring as far as it has room.
-    fn feed(&self, ring: &ConsoleRing<'_>, p: &mut Progress) {
+    pub(crate) fn feed<P: ConsolePage + ?Sized>(&self, ring: &ConsoleRing<'_, P>, p: &mut Progress) {
         let Ok(mut q) = self.queue.lock() else { return };
         if q.is_empty() {
             return;
@@ -74,12 +80,14 @@ pub struct Console {
     pub backends: Arc<Backends>,
     pub control: Arc<RunControl>,
     pub input: Arc<ConsoleInput>,
+    /// Where the guest's output goes.
+    pub out: Arc<Chardev>,
 }
 
 impl Console {
     /// Runs until the VM stops.
     pub fn run(self) {
-        let ring = ConsoleRing::new(&self.page);
+        let ring = ConsoleRing::new(&*self.page);
         let mut warned = false;
         serve_backend(self.port, &self.domain, &self.backends, &self.control, POLL, || {
             let mut p = Progress::default();
@@ -90,9 +98,7 @@ impl Console {
                 warned = true;
             }
             if !p.output.is_empty() {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&p.output);
-                let _ = out.flush();
+                self.out.write(&p.output);
             }
             p.notify()
         });

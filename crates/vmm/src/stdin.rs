@@ -21,7 +21,7 @@ pub enum InputTarget {
 
 impl InputTarget {
     /// Takes what fits of `bytes`; returns how many.
-    fn receive(&self, bytes: &[u8]) -> usize {
+    pub(crate) fn receive(&self, bytes: &[u8]) -> usize {
         match self {
             InputTarget::Serial(s) => s.lock().map(|mut s| s.receive(bytes)).unwrap_or(0),
             InputTarget::PvConsole(c) => c.push(bytes),

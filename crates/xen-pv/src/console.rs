@@ -35,13 +35,60 @@ impl Progress {
     }
 }
 
-/// The backend side of one console ring page.
-pub struct ConsoleRing<'a> {
-    page: &'a SharedPage,
+/// A page holding a console ring: the primary console's special page, or a
+/// page the guest granted to a xenbus console.
+pub trait ConsolePage {
+    fn load_u32(&self, offset: usize) -> u32;
+    fn store_u32(&self, offset: usize, value: u32);
+    fn read(&self, offset: usize, buf: &mut [u8]);
+    fn write(&self, offset: usize, buf: &[u8]);
 }
 
-impl<'a> ConsoleRing<'a> {
-    pub fn new(page: &'a SharedPage) -> Self {
+impl ConsolePage for SharedPage {
+    fn load_u32(&self, offset: usize) -> u32 {
+        SharedPage::load_u32(self, offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        SharedPage::store_u32(self, offset, value);
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        SharedPage::read(self, offset, buf);
+    }
+    fn write(&self, offset: usize, buf: &[u8]) {
+        SharedPage::write(self, offset, buf);
+    }
+}
+
+/// A frame of guest RAM (a granted ring page); accesses outside RAM read zeros.
+pub struct GuestFrame {
+    pub ram: vm_memory::GuestMemoryMmap<()>,
+    pub gfn: u64,
+}
+
+impl ConsolePage for GuestFrame {
+    fn load_u32(&self, offset: usize) -> u32 {
+        crate::grants::load_u32(&self.ram, self.gfn, offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        crate::grants::store_u32(&self.ram, self.gfn, offset, value);
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        if !crate::grants::read_frame(&self.ram, self.gfn, offset, buf) {
+            buf.fill(0);
+        }
+    }
+    fn write(&self, offset: usize, buf: &[u8]) {
+        let _ = crate::grants::write_frame(&self.ram, self.gfn, offset, buf);
+    }
+}
+
+/// The backend side of one console ring page.
+pub struct ConsoleRing<'a, P: ConsolePage + ?Sized = SharedPage> {
+    page: &'a P,
+}
+
+impl<'a, P: ConsolePage + ?Sized> ConsoleRing<'a, P> {
+    pub fn new(page: &'a P) -> Self {
         Self { page }
     }
 

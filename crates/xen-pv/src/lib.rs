@@ -6,6 +6,7 @@
 
 pub mod blkback;
 pub mod blkif;
+pub mod consback;
 pub mod console;
 pub mod grants;
 pub mod netback;

@@ -56,9 +56,17 @@ pub struct Cli {
     /// Kernel command line (also read by the test guest): -append "console=ttyS0"
     #[arg(long, value_name = "STRING")]
     append: Option<String>,
-    /// Where the 16550 serial port goes: -serial stdio or -serial none
-    #[arg(long, value_name = "stdio|none")]
+    /// Where the 16550 serial port goes: -serial stdio, mon:stdio, none or chardev:ID
+    #[arg(long, value_name = "stdio|none|chardev:ID")]
     serial: Option<String>,
+    /// A character device: -chardev stdio|socket|file|pty,id=ID[,mux=on][,signal=off]
+    /// [,path=P,server=on,wait=off] (use it with -serial chardev:ID or -device xen-console,chardev=ID)
+    #[arg(long, value_name = "BACKEND,id=ID,...", action = ArgAction::Append)]
+    chardev: Vec<String>,
+    /// Accepted on a mux=on chardev shared with the serial port or a console (the
+    /// -serial mon:stdio equivalent); xenkvm has no monitor: -mon [chardev=]ID
+    #[arg(long, value_name = "[chardev=]ID", action = ArgAction::Append)]
+    mon: Vec<String>,
     /// No graphical output; the serial port stays on stdio: -nographic
     #[arg(long)]
     nographic: bool,
@@ -117,9 +125,7 @@ const fn unsupported(name: &'static str, takes_value: bool) -> Unsupported {
     Unsupported { name, takes_value }
 }
 
-const UNSUPPORTED: [Unsupported; 8] = [
-    unsupported("chardev", true),
-    unsupported("mon", true),
+const UNSUPPORTED: [Unsupported; 6] = [
     unsupported("qmp", true),
     unsupported("monitor", true),
     unsupported("bios", true),
@@ -271,12 +277,19 @@ impl Cli {
             cfg.vcpus = options::parse_smp(smp)?;
         }
         self.apply_boot(&mut cfg)?;
-        self.apply_frontends(&mut cfg)?;
+        self.apply_frontends()?;
         if let Some(timeout) = &self.timeout {
             cfg.timeout = Some(options::parse_timeout(timeout)?);
         }
         cfg.xenstore_socket = self.xenstore_socket.clone();
-        let (net_devices, disk_devices) = crate::net::split_devices(&self.device);
+        let (console_devices, devices) = crate::chardev::split_devices(&self.device);
+        let chardevs = crate::chardev::parse_all(&self.chardev, self.serial.as_deref(), &console_devices, &self.mon)?;
+        if let Some(serial) = chardevs.serial {
+            cfg.serial = serial;
+        }
+        cfg.chardevs = chardevs.chardevs;
+        cfg.consoles = chardevs.consoles;
+        let (net_devices, disk_devices) = crate::net::split_devices(&devices);
         cfg.disks = crate::drive::parse_disks(&self.drive, &disk_devices)?;
         cfg.nics = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
         cfg.validate().map_err(|source| CliError::Config {
@@ -311,11 +324,8 @@ impl Cli {
         Ok(())
     }
 
-    /// `-serial`, `-display`, `-vnc`, `-nographic` and `-name`.
-    fn apply_frontends(&self, cfg: &mut VmConfig) -> Result<(), CliError> {
-        if let Some(serial) = &self.serial {
-            cfg.serial = options::parse_serial(serial)?;
-        }
+    /// `-display`, `-vnc`, `-nographic` and `-name`.
+    fn apply_frontends(&self) -> Result<(), CliError> {
         check_none("-display", self.display.as_deref())?;
         check_none("-vnc", self.vnc.as_deref())?;
         if self.nographic {

@@ -60,8 +60,12 @@ pub enum CliError {
     MultipleInitrd(String),
     #[error("-initrd is only allowed with -kernel")]
     InitrdWithoutKernel,
-    #[error("-serial {0}: only -serial stdio and none are supported yet")]
+    #[error("-serial {0}: supported are stdio, mon:stdio, none, null and chardev:ID")]
     Serial(String),
+    #[error("{option} chardev={id}: no -chardev ...,id={id}")]
+    NoSuchChardev { option: &'static str, id: String },
+    #[error("{option} {id}: {why}")]
+    ChardevConflict { option: &'static str, id: String, why: &'static str },
     #[error("{option} {value}: only {option} none is supported")]
     Display { option: &'static str, value: String },
     /// A QEMU option xenkvm recognises but does not implement, e.g. `-drive`.

@@ -1,5 +1,6 @@
 //! `xenkvm`: run a Xen guest on Linux/KVM, with QEMU's command-line syntax.
 
+mod chardev;
 mod cli;
 mod drive;
 mod error;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use xenkvm_vmm::{AccelConfig, CpuConfig, HypercallPath, SerialConfig};
+use xenkvm_vmm::{AccelConfig, CpuConfig, HypercallPath};
 
 use crate::error::CliError;
 
@@ -332,15 +332,6 @@ impl Smp {
                 [sockets, cores, threads]
             }
         }
-    }
-}
-
-/// `-serial stdio|none|null` (`null` has no port either, for now).
-pub fn parse_serial(value: &str) -> Result<SerialConfig, CliError> {
-    match value {
-        "stdio" => Ok(SerialConfig::Stdio),
-        "none" | "null" => Ok(SerialConfig::None),
-        _ => Err(CliError::Serial(value.to_owned())),
     }
 }
 

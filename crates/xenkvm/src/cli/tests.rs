@@ -161,6 +161,8 @@ fn full_linux_command_line() {
         xenstore_socket: None,
         disks: Vec::new(),
         nics: Vec::new(),
+        chardevs: Vec::new(),
+        consoles: Vec::new(),
     };
     assert_eq!(cfg, expected);
 }
@@ -270,8 +272,8 @@ fn unsupported_options_are_named() {
         );
     }
     assert_eq!(
-        xen_err(&["--device", "xen-console,chardev=c"]).to_string(),
-        "option -device xen-console is not supported yet"
+        xen_err(&["--device", "xen-pvdevice"]).to_string(),
+        "option -device xen-pvdevice is not supported yet"
     );
     let e = xen_err(&["-xen-attach"]);
     assert!(matches!(e, CliError::XenAttach), "{e:?}");
@@ -282,10 +284,11 @@ fn unsupported_options_are_named() {
 }
 
 #[test]
-fn seed_pv_shim_line_names_its_first_unsupported_option() {
+fn seed_pv_shim_line_is_accepted() {
     let dir = TempDir::new();
-    let (xen_img, bz_image) = (dir.file("xen"), dir.file("bzImage"));
-    let e = xen_err(&[
+    let (xen_img, bz_image, disk) = (dir.file("xen"), dir.file("bzImage"), dir.file("guest.img"));
+    let drive = format!("file={disk},if=xen");
+    let cfg = xen(&[
         "-chardev",
         "stdio,id=char0",
         "-device",
@@ -301,9 +304,11 @@ fn seed_pv_shim_line_names_its_first_unsupported_option() {
         "-append",
         "pv-shim console=xen,pv -- console=hvc0",
         "-drive",
-        "file=guest.img,if=xen",
-    ]);
-    assert_eq!(e.to_string(), "option -chardev is not supported yet");
+        &drive,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.consoles, vec!["char0".to_string()]);
+    assert_eq!(cfg.disks.len(), 1);
 }
 
 #[test]

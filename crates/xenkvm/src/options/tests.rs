@@ -114,12 +114,6 @@ fn smp_topology_follows_qemu() {
 }
 
 #[test]
-fn serial_backends() {
-    assert_eq!(parse_serial("stdio").unwrap(), SerialConfig::Stdio);
-    assert!(matches!(parse_serial("pty"), Err(CliError::Serial(_))));
-}
-
-#[test]
 fn timeouts() {
     assert_eq!(parse_timeout("0.5").unwrap(), Duration::from_millis(500));
     assert!(parse_timeout("nan").is_err());

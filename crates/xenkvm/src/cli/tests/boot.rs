@@ -82,12 +82,11 @@ fn serial_forms() {
         ok(&["-nographic", "-serial", "none"]).serial,
         SerialConfig::None
     );
-    let e = err(&["-serial", "mon:stdio"]);
+    assert_eq!(ok(&["-serial", "mon:stdio"]).serial, SerialConfig::Stdio);
+    let e = err(&["-serial", "pty"]);
     assert!(matches!(e, CliError::Serial(_)), "{e:?}");
-    assert_names(&e, "-serial", "mon:stdio");
-    assert!(e
-        .to_string()
-        .contains("only -serial stdio and none are supported yet"));
+    assert_names(&e, "-serial", "pty");
+    assert!(e.to_string().contains("supported are stdio, mon:stdio, none, null and chardev:ID"));
 }
 
 #[test]
