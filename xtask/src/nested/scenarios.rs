@@ -225,6 +225,7 @@ fn check_bench_boot(c: &Console, report: &mut Vec<String>) -> Result<()> {
         }
         Err(e) => {
             report.extend(c.output.iter().filter(|l| l.contains("BOOT-RESULT")).cloned());
+            report.extend(crate::bootbench::log_report(&c.text()));
             bail!("{e}")
         }
     }
