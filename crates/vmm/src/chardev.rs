@@ -156,9 +156,7 @@ pub fn open(cfg: &VmConfig) -> Result<(), OpenChardevError> {
         }
         let dev = match &c.backend {
             ChardevBackend::Stdio { signal } => {
-                if !signal {
-                    tracing::debug!("chardev {}: signal=off: xenkvm leaves the terminal mode alone", c.id);
-                }
+                raw_terminal(*signal);
                 Chardev::stdio(&c.id)
             }
             ChardevBackend::File { path } => {
@@ -221,6 +219,60 @@ pub fn console_chardev(cfg: &VmConfig, index: usize) -> Option<Arc<Chardev>> {
 /// The same host end: the same chardev, or both standard I/O.
 pub fn same(a: &Chardev, b: &Chardev) -> bool {
     a.id == b.id || (a.is_stdio() && b.is_stdio())
+}
+
+/// The terminal settings before [`raw_terminal`], restored at exit.
+static SAVED_TERMINAL: std::sync::OnceLock<libc::termios> = std::sync::OnceLock::new();
+
+/// Puts a terminal on stdin in raw mode as QEMU's stdio chardev does (no echo,
+/// no line editing; with `signal` false, Ctrl-C goes to the guest), and
+/// restores it at exit or on a terminating signal. Nothing happens without a terminal.
+fn raw_terminal(signal: bool) {
+    // SAFETY: isatty only inspects fd 0.
+    if unsafe { libc::isatty(0) } != 1 || SAVED_TERMINAL.get().is_some() {
+        return;
+    }
+    // SAFETY: termios is plain data, filled by tcgetattr before it is used.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 is a terminal; t is a valid termios.
+    if unsafe { libc::tcgetattr(0, &mut t) } != 0 || SAVED_TERMINAL.set(t).is_err() {
+        return;
+    }
+    t.c_iflag &= !(libc::IGNBRK | libc::BRKINT | libc::PARMRK | libc::ISTRIP | libc::INLCR | libc::IGNCR | libc::ICRNL | libc::IXON);
+    t.c_oflag |= libc::OPOST;
+    t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::IEXTEN);
+    if !signal {
+        t.c_lflag &= !libc::ISIG;
+    }
+    t.c_cflag = (t.c_cflag & !(libc::CSIZE | libc::PARENB)) | libc::CS8;
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+    // SAFETY: restore_terminal and restore_and_die only call async-signal-safe
+    // functions on data set before they were registered.
+    unsafe {
+        libc::atexit(restore_terminal);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(sig, restore_and_die as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+        libc::tcsetattr(0, libc::TCSANOW, &t);
+    }
+}
+
+extern "C" fn restore_terminal() {
+    if let Some(t) = SAVED_TERMINAL.get() {
+        // SAFETY: t is the termios tcgetattr returned for fd 0.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+    }
+}
+
+extern "C" fn restore_and_die(sig: libc::c_int) {
+    restore_terminal();
+    // SAFETY: back to the default action, then the same signal again: the
+    // process ends as it would have without the handler.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
 }
 
 pub(crate) fn open_socket(id: &str, path: &Path, wait: bool) -> Result<Arc<Chardev>, OpenChardevError> {

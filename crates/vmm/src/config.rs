@@ -183,7 +183,14 @@ pub enum ConfigError {
     DuplicateTap(String),
     #[error("two NICs use MAC address {0}")]
     DuplicateMac(String),
+    #[error("no chardev with id {0}")]
+    NoSuchChardev(String),
+    #[error("more than {MAX_CONSOLES} consoles")]
+    TooManyConsoles,
 }
+
+/// Most PV consoles a VM may have (hvc0 and 15 xenbus consoles).
+pub const MAX_CONSOLES: usize = 16;
 
 /// Most PV NICs a VM may have.
 pub const MAX_NICS: usize = 16;
@@ -245,7 +252,22 @@ impl VmConfig {
             return Err(ConfigError::MaxPirq(self.accel.evtchn_max_pirq));
         }
         self.disk_vdevs()?;
-        self.check_nics()
+        self.check_nics()?;
+        self.check_chardevs()
+    }
+
+    fn check_chardevs(&self) -> Result<(), ConfigError> {
+        if self.consoles.len() > MAX_CONSOLES {
+            return Err(ConfigError::TooManyConsoles);
+        }
+        let serial = match &self.serial {
+            SerialConfig::Chardev(id) => Some(id),
+            _ => None,
+        };
+        match self.consoles.iter().chain(serial).find(|id| !self.chardevs.iter().any(|c| &c.id == *id)) {
+            Some(id) => Err(ConfigError::NoSuchChardev(id.clone())),
+            None => Ok(()),
+        }
     }
 
     fn check_nics(&self) -> Result<(), ConfigError> {

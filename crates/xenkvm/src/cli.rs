@@ -387,6 +387,8 @@ fn option_of(error: &ConfigError) -> &'static str {
         ConfigError::TooManyNics | ConfigError::DuplicateTap(_) | ConfigError::DuplicateMac(_)
     ) {
         "-netdev/-nic/-net"
+    } else if matches!(error, ConfigError::NoSuchChardev(_) | ConfigError::TooManyConsoles) {
+        "-chardev/-serial/-device xen-console"
     } else {
         "invalid configuration"
     }

@@ -105,3 +105,18 @@ fn pty_echoes_both_ways() {
     slave.write_all(b"in").unwrap();
     eventually("pty input", || input.queued() == 2);
 }
+
+#[test]
+fn config_refers_to_existing_chardevs_only() {
+    use crate::ConfigError;
+    let mut cfg = VmConfig::embedded(&[]);
+    cfg.consoles = vec!["c".into()];
+    assert_eq!(cfg.validate(), Err(ConfigError::NoSuchChardev("c".into())));
+    cfg.chardevs = vec![ChardevConfig { id: "c".into(), backend: ChardevBackend::Pty, mux: true }];
+    assert_eq!(cfg.validate(), Ok(()));
+    cfg.serial = SerialConfig::Chardev("s".into());
+    assert_eq!(cfg.validate(), Err(ConfigError::NoSuchChardev("s".into())));
+    cfg.serial = SerialConfig::Chardev("c".into());
+    cfg.consoles = vec!["c".into(); crate::MAX_CONSOLES + 1];
+    assert_eq!(cfg.validate(), Err(ConfigError::TooManyConsoles));
+}
