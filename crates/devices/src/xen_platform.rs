@@ -40,6 +40,9 @@ pub struct PlatformState {
     pub flags: u8,
 }
 
+const COMMAND_IO: u16 = 1 << 0;
+const COMMAND_MEM: u16 = 1 << 1;
+
 /// The PCI function.
 pub struct XenPlatform {
     config: ConfigSpace,
@@ -59,6 +62,9 @@ impl XenPlatform {
         config.set_interrupt_pin(1);
         config.set_bar(0, Bar::Io { size: IO_BAR_SIZE }, io_base);
         config.set_bar(1, Bar::Mem32 { size: MMIO_BAR_SIZE, prefetchable: true }, mmio_base);
+        // Decoding on, as PC firmware leaves a device it placed (and as QEMU's
+        // guests see it): Linux then has nothing to enable.
+        config.set_command(COMMAND_IO | COMMAND_MEM);
         Self { config }
     }
 }
@@ -164,6 +170,8 @@ mod tests {
         let mut pin = [0u8; 1];
         d.config().read(0x3D, &mut pin);
         assert_eq!(pin, [1]);
+        // I/O and memory decoding are on from the start, as firmware leaves them.
+        assert_eq!(d.config().command() & 0x3, 0x3);
     }
 
     #[test]

@@ -108,6 +108,11 @@ impl ConfigSpace {
         Some(raw & !(bar.size() - 1) & !0xF)
     }
 
+    /// Sets the command register as firmware leaves it (e.g. decoding on).
+    pub fn set_command(&mut self, value: u16) {
+        self.set_bytes(COMMAND, &value.to_le_bytes());
+    }
+
     /// Whether decoding of I/O (bit 0) or memory (bit 1) is on.
     pub fn command(&self) -> u16 {
         u16::from_le_bytes([self.read8(COMMAND), self.read8(COMMAND + 1)])
