@@ -2,6 +2,7 @@
 
 mod chardev;
 mod cli;
+mod console_client;
 mod drive;
 mod error;
 mod net;
@@ -24,6 +25,14 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "xenstored") {
         let rest = args.get(2..).unwrap_or(&[]);
         return match xenstored::parse(rest).map(xenstored::run) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => fail(&e),
+            Err(e) => fail(&e),
+        };
+    }
+    if args.get(1).is_some_and(|a| a == "console") {
+        let rest = args.get(2..).unwrap_or(&[]);
+        return match console_client::parse(rest).map(|p| console_client::run(&p)) {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(e)) => fail(&e),
             Err(e) => fail(&e),

@@ -5,6 +5,7 @@ use anyhow::{bail, ensure, Result};
 
 use super::initramfs::{MARK_RC, MARK_UP};
 
+mod console;
 mod net;
 use crate::bench;
 
@@ -171,6 +172,16 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: false,
         extra_programs: &[],
         check: net::check_linux_net,
+    },
+    Scenario {
+        name: "linux-console",
+        about: "two xen-consoles: hvc0 with the serial port on muxed stdio (-mon on it), hvc1 on a unix socket that `xenkvm console` attaches to; text both ways on hvc1",
+        command: console::LINUX_CONSOLE_SCRIPT,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: console::LINUX_CONSOLE_INIT, modules: &[], extra_programs: &[] }),
+        anchor: false,
+        extra_programs: &[],
+        check: console::check_linux_console,
     },
     Scenario {
         name: "bench-boot",
@@ -656,6 +667,7 @@ mod tests {
                 "linux-pv",
                 "linux-pv-qemu",
                 "linux-net",
+                "linux-console",
                 "bench-boot"
             ]
         );
