@@ -16,6 +16,8 @@
 pub mod cpuid;
 pub mod domain;
 pub mod evtchn;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gnttab;
 pub mod guest;
 pub mod hcall_page;

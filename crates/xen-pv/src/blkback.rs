@@ -320,6 +320,16 @@ impl BlockBackend {
         progress
     }
 
+    /// The ring's size and private indices `(size, req_cons, rsp_prod_pvt)`
+    /// while connected (for the fuzz harness).
+    #[doc(hidden)]
+    pub fn ring_indices(&self) -> Option<(u32, u32, u32)> {
+        self.conn.as_ref().map(|c| {
+            let (cons, prod) = c.ring.indices();
+            (c.ring.size(), cons, prod)
+        })
+    }
+
     /// Whether the ring was stopped because of impossible indices.
     pub fn ring_broken(&self) -> bool {
         self.conn.as_ref().is_some_and(|c| c.ring.broken())

@@ -8,6 +8,8 @@ pub mod blkback;
 pub mod blkif;
 pub mod consback;
 pub mod console;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 pub mod netback;
 pub mod netif;

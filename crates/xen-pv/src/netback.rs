@@ -219,6 +219,16 @@ impl NetBackend {
         self.conn.as_ref().is_some_and(|c| c.disabled)
     }
 
+    /// The tx ring's size and private indices `(size, req_cons,
+    /// rsp_prod_pvt)` while connected (for the fuzz harness).
+    #[doc(hidden)]
+    pub fn tx_ring_indices(&self) -> Option<(u32, u32, u32)> {
+        self.conn.as_ref().map(|c| {
+            let (cons, prod) = c.tx.indices();
+            (c.tx.size(), cons, prod)
+        })
+    }
+
     /// Whether frames can go to the guest (connected and not disabled).
     pub fn carrier(&self) -> bool {
         self.conn.as_ref().is_some_and(|c| !c.disabled)

@@ -1,0 +1,12 @@
+//! The console ring (xencons_interface) driven by a hostile frontend. The harness and
+//! its oracles live in `xenkvm_xen_pv::fuzzing::console` so that `cargo test`
+//! replays the same logic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = xenkvm_xen_pv::fuzzing::console::run(data) {
+        panic!("oracle violated: {violation}");
+    }
+});
