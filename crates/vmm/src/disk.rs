@@ -185,6 +185,9 @@ impl BlockDevice for Qcow2Disk {
 }
 
 #[cfg(test)]
+mod crash_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
