@@ -96,6 +96,19 @@ fn console_ring_replays_pseudo_random_inputs() {
     assert!(out > 0 && inp > 0 && broken > 0);
 }
 
+/// Inputs libFuzzer found (harness false positives once; kept as regressions).
+const NETIF_REGRESSIONS: &[&[u8]] = &[
+    // A first slot with NETTXF_more_data and no further slot.
+    &[0x00, 0x00, 0xf4, 0x07, 0x1a, 0x45, 0x2f, 0x1a, 0x45, 0x2f, 0x04, 0xff, 0, 0, 0, 0, 0, 0, 0, 0],
+];
+
+#[test]
+fn fuzz_regressions() {
+    for data in NETIF_REGRESSIONS {
+        netif::run(data).unwrap_or_else(|e| panic!("netif {data:02x?}: {e}"));
+    }
+}
+
 #[test]
 fn fuzz_harnesses_take_edge_inputs() {
     for data in [&[][..], &[0], &[1], &[0xff; 64], &[0; 4096], &[0x0a; 300]] {

@@ -139,6 +139,9 @@ fn packet(inp: &mut Input, next_id: &mut u16) -> (Vec<([u8; TX_ENTRY_SIZE], Slot
     } else {
         0
     };
+    // A first slot saying more data follows, with none following, takes the
+    // next packet's slots as its own.
+    framed &= flags & NETTXF_MORE_DATA == 0 || nmore > 0;
     let ssel = inp.byte();
     let per_slot: u16 = match ssel % 8 {
         0..=2 => u16::from(inp.byte()) + 1,
