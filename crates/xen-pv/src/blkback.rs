@@ -31,7 +31,9 @@ use xenkvm_xenstore::Xenstore;
 use crate::blkif::{self, Abi, VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE};
 use crate::grants::{DomainGrants, Mapped};
 use crate::ring::{BackRing, Next};
-use crate::xenbus::{create_device, DevicePaths, Handshake, Step, StoreClient, StoreError, XenbusState};
+use crate::xenbus::{
+    create_device, run_handshake, DevicePaths, Handshake, HandshakeDevice, Step, StoreClient, StoreError, StoreStep, XenbusState,
+};
 
 /// Largest ring we accept: 2^4 = 16 pages.
 pub const MAX_RING_PAGE_ORDER: u32 = 4;
@@ -197,43 +199,11 @@ impl BlockBackend {
 
     /// Runs the handshake one step. `with_store` runs a closure with the
     /// store locked (e.g. `Shared::with`). Returns whether the connection changed.
-    pub fn xenbus<F>(&mut self, mut with_store: F) -> Result<bool, StoreError>
+    pub fn xenbus<F>(&mut self, with_store: F) -> Result<bool, StoreError>
     where
-        F: FnMut(&mut dyn FnMut(&mut Xenstore) -> Result<Option<Step>, StoreError>) -> Result<Option<Step>, StoreError>,
+        F: FnMut(&mut StoreStep<'_>) -> Result<Option<Step>, StoreError>,
     {
-        let client = self.client;
-        let mut params = None;
-        let step = {
-            let (hs, p) = (&mut self.handshake, &mut params);
-            with_store(&mut |xs: &mut Xenstore| {
-                let step = hs.poll(xs, &client)?;
-                if step == Step::Connect {
-                    *p = Some(read_params(hs, xs, &client));
-                }
-                Ok(Some(step))
-            })?
-        };
-        match step {
-            None | Some(Step::Idle) => Ok(false),
-            Some(Step::Disconnect(then)) => {
-                self.disconnect();
-                let hs = &mut self.handshake;
-                with_store(&mut |xs| hs.switch(xs, &client, then).map(|()| None))?;
-                Ok(true)
-            }
-            Some(Step::Connect) => {
-                let result = params.unwrap_or(Err(ConnectError::Node("state".into()))).and_then(|p| self.connect(&p));
-                let hs = &mut self.handshake;
-                with_store(&mut |xs| {
-                    match &result {
-                        Ok(()) => hs.connected(xs, &client, &[])?,
-                        Err(e) => hs.failed(xs, &client, &e.to_string())?,
-                    }
-                    Ok(None)
-                })?;
-                Ok(result.is_ok())
-            }
-        }
+        run_handshake(self, with_store)
     }
 
     /// Maps the ring, binds the event channel and starts serving.
@@ -333,6 +303,26 @@ impl BlockBackend {
     /// Whether the ring was stopped because of impossible indices.
     pub fn ring_broken(&self) -> bool {
         self.conn.as_ref().is_some_and(|c| c.ring.broken())
+    }
+}
+
+impl HandshakeDevice for BlockBackend {
+    type Params = FrontendParams;
+    type Error = ConnectError;
+    fn handshake(&mut self) -> (&mut Handshake, StoreClient) {
+        (&mut self.handshake, self.client)
+    }
+    fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Result<FrontendParams, ConnectError> {
+        read_params(hs, xs, client)
+    }
+    fn no_params() -> ConnectError {
+        ConnectError::Node("state".into())
+    }
+    fn connect_frontend(&mut self, p: FrontendParams) -> Result<(), ConnectError> {
+        self.connect(&p)
+    }
+    fn disconnect_frontend(&mut self) {
+        self.disconnect();
     }
 }
 

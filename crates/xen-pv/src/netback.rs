@@ -34,7 +34,9 @@ use xenkvm_xenstore::Xenstore;
 use crate::grants::{DomainGrants, Mapped};
 use crate::netif::{self, RSP_ERROR, RSP_OKAY, RX_ENTRY_SIZE, TX_ENTRY_SIZE};
 use crate::ring::BackRing;
-use crate::xenbus::{create_device, DevicePaths, Handshake, Step, StoreClient, StoreError, XenbusState};
+use crate::xenbus::{
+    create_device, run_handshake, DevicePaths, Handshake, HandshakeDevice, Step, StoreClient, StoreError, StoreStep, XenbusState,
+};
 
 /// The network on the host side of a vif.
 pub trait NetDevice: Send {
@@ -236,43 +238,11 @@ impl NetBackend {
 
     /// Runs the handshake one step; `with_store` runs a closure with the
     /// store locked. Returns whether the connection changed.
-    pub fn xenbus<F>(&mut self, mut with_store: F) -> Result<bool, StoreError>
+    pub fn xenbus<F>(&mut self, with_store: F) -> Result<bool, StoreError>
     where
-        F: FnMut(&mut dyn FnMut(&mut Xenstore) -> Result<Option<Step>, StoreError>) -> Result<Option<Step>, StoreError>,
+        F: FnMut(&mut StoreStep<'_>) -> Result<Option<Step>, StoreError>,
     {
-        let client = self.client;
-        let mut params = None;
-        let step = {
-            let (hs, p) = (&mut self.handshake, &mut params);
-            with_store(&mut |xs: &mut Xenstore| {
-                let step = hs.poll(xs, &client)?;
-                if step == Step::Connect {
-                    *p = Some(read_params(hs, xs, &client));
-                }
-                Ok(Some(step))
-            })?
-        };
-        match step {
-            None | Some(Step::Idle) => Ok(false),
-            Some(Step::Disconnect(then)) => {
-                self.disconnect();
-                let hs = &mut self.handshake;
-                with_store(&mut |xs| hs.switch(xs, &client, then).map(|()| None))?;
-                Ok(true)
-            }
-            Some(Step::Connect) => {
-                let result = params.unwrap_or(Err(ConnectError::Node("state".into()))).and_then(|p| self.connect(&p));
-                let hs = &mut self.handshake;
-                with_store(&mut |xs| {
-                    match &result {
-                        Ok(()) => hs.connected(xs, &client, &[])?,
-                        Err(e) => hs.failed(xs, &client, &e.to_string())?,
-                    }
-                    Ok(None)
-                })?;
-                Ok(result.is_ok())
-            }
-        }
+        run_handshake(self, with_store)
     }
 
     /// Maps both rings, binds the event channel and tells the device the
@@ -455,6 +425,26 @@ impl NetBackend {
     /// Publishes the rx responses queued so far; whether the frontend wants an event.
     pub fn finish_rx(&mut self) -> bool {
         self.conn.as_mut().is_some_and(|c| c.rx.push_responses())
+    }
+}
+
+impl HandshakeDevice for NetBackend {
+    type Params = FrontendParams;
+    type Error = ConnectError;
+    fn handshake(&mut self) -> (&mut Handshake, StoreClient) {
+        (&mut self.handshake, self.client)
+    }
+    fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Result<FrontendParams, ConnectError> {
+        read_params(hs, xs, client)
+    }
+    fn no_params() -> ConnectError {
+        ConnectError::Node("state".into())
+    }
+    fn connect_frontend(&mut self, p: FrontendParams) -> Result<(), ConnectError> {
+        self.connect(&p)
+    }
+    fn disconnect_frontend(&mut self) {
+        self.disconnect();
     }
 }
 

@@ -352,6 +352,69 @@ impl Handshake {
     }
 }
 
+/// What a device type adds to [`Handshake`]: how it reads the frontend's
+/// parameters and how it connects and disconnects. [`run_handshake`] does the
+/// rest, the same for every backend.
+pub trait HandshakeDevice {
+    type Params;
+    type Error: std::fmt::Display;
+    /// The handshake state and the store identity it acts as.
+    fn handshake(&mut self) -> (&mut Handshake, StoreClient);
+    /// Reads the frontend's connection parameters (store locked).
+    fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Result<Self::Params, Self::Error>;
+    /// The error when the parameters could not be read at all.
+    fn no_params() -> Self::Error;
+    fn connect_frontend(&mut self, p: Self::Params) -> Result<(), Self::Error>;
+    fn disconnect_frontend(&mut self);
+}
+
+/// A closure that runs its argument with the store locked.
+pub type StoreStep<'a> = dyn FnMut(&mut Xenstore) -> Result<Option<Step>, StoreError> + 'a;
+
+/// Runs `dev`'s handshake one step: polls the frontend's state, then connects
+/// (publishing Connected, or the error and Closing) or disconnects. The store
+/// is locked only around store work, never while rings are mapped. Returns
+/// whether the connection changed.
+pub fn run_handshake<D, F>(dev: &mut D, mut with_store: F) -> Result<bool, StoreError>
+where
+    D: HandshakeDevice,
+    F: FnMut(&mut StoreStep<'_>) -> Result<Option<Step>, StoreError>,
+{
+    let mut params = None;
+    let step = {
+        let (hs, client) = dev.handshake();
+        let p = &mut params;
+        with_store(&mut |xs: &mut Xenstore| {
+            let step = hs.poll(xs, &client)?;
+            if step == Step::Connect {
+                *p = Some(D::read_params(hs, xs, &client));
+            }
+            Ok(Some(step))
+        })?
+    };
+    match step {
+        None | Some(Step::Idle) => Ok(false),
+        Some(Step::Disconnect(then)) => {
+            dev.disconnect_frontend();
+            let (hs, client) = dev.handshake();
+            with_store(&mut |xs| hs.switch(xs, &client, then).map(|()| None))?;
+            Ok(true)
+        }
+        Some(Step::Connect) => {
+            let result = params.unwrap_or_else(|| Err(D::no_params())).and_then(|p| dev.connect_frontend(p));
+            let (hs, client) = dev.handshake();
+            with_store(&mut |xs| {
+                match &result {
+                    Ok(()) => hs.connected(xs, &client, &[])?,
+                    Err(e) => hs.failed(xs, &client, &e.to_string())?,
+                }
+                Ok(None)
+            })?;
+            Ok(result.is_ok())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
