@@ -133,6 +133,33 @@ impl BackendNotify for Backends {
     }
 }
 
+/// When a XenBus backend thread looks at the store again: after any change
+/// (xenstored bumps `changes`), and at least once a second in case it missed one.
+pub struct StoreRecheck {
+    changes: Arc<std::sync::atomic::AtomicU64>,
+    seen: Option<u64>,
+    checked: std::time::Instant,
+}
+
+impl StoreRecheck {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    pub fn new(changes: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Self { changes, seen: None, checked: std::time::Instant::now() }
+    }
+
+    /// Whether it is time; if so, the next look is due after the next change.
+    pub fn due(&mut self) -> bool {
+        let now = self.changes.load(Ordering::Acquire);
+        if self.seen == Some(now) && self.checked.elapsed() < Self::EVERY {
+            return false;
+        }
+        self.seen = Some(now);
+        self.checked = std::time::Instant::now();
+        true
+    }
+}
+
 /// Runs one backend until the VM stops. `pass` serves its ring once, on a
 /// kick of backend `port` by the guest (or every `poll`, in case a kick was
 /// missed), and says whether the guest's end of the channel should be told.

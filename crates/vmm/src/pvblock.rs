@@ -3,25 +3,24 @@
 //! kicks the disk's event channel (and every few milliseconds, in case a kick
 //! was missed), and sends the guest an event when it asked for one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xenkvm_xen_core::Domain;
-use xenkvm_xen_pv::blkback::{xenbus_with_shared, BlockBackend, BlockDevice, DiskOptions};
+use xenkvm_xen_pv::xenbus::run_handshake_on;
+use xenkvm_xen_pv::blkback::{BlockBackend, BlockDevice, DiskOptions};
 use xenkvm_xen_pv::grants::DomainGrants;
 use xenkvm_xenstore::server::Shared;
 
 use crate::builder::DOMID;
-use crate::events::Backends;
+use crate::events::{Backends, StoreRecheck};
 use crate::vcpu::RunControl;
 use crate::{disk, VmConfig, VmmError};
 
 /// Longest sleep without a kick.
 const POLL: Duration = Duration::from_millis(20);
-/// The handshake is re-checked at least this often even without store activity.
-const XENBUS_RECHECK: Duration = Duration::from_secs(1);
 /// Requests answered before the thread looks at the store and its wake-ups again.
 const BUDGET: usize = 256;
 
@@ -70,7 +69,7 @@ pub fn start(disks: OpenDisks, ctx: &Context) -> Result<Vec<JoinHandle<()>>, Vmm
         let worker = Worker {
             backend,
             shared: ctx.shared.clone(),
-            changes: ctx.changes.clone(),
+            recheck: StoreRecheck::new(ctx.changes.clone()),
             domain: ctx.domain.clone(),
             backends: ctx.backends.clone(),
             control: ctx.control.clone(),
@@ -84,7 +83,7 @@ pub fn start(disks: OpenDisks, ctx: &Context) -> Result<Vec<JoinHandle<()>>, Vmm
 struct Worker {
     backend: BlockBackend,
     shared: Arc<Shared>,
-    changes: Arc<AtomicU64>,
+    recheck: StoreRecheck,
     domain: Arc<Mutex<Domain>>,
     backends: Arc<Backends>,
     control: Arc<RunControl>,
@@ -92,15 +91,10 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        let mut store_seen = None;
-        let mut checked = Instant::now();
         while !self.control.stopping() {
             let seen = self.backends.signal.current();
-            let changes = self.changes.load(Ordering::Acquire);
-            if store_seen != Some(changes) || checked.elapsed() >= XENBUS_RECHECK {
-                store_seen = Some(changes);
-                checked = Instant::now();
-                if let Err(e) = xenbus_with_shared(&mut self.backend, &self.shared) {
+            if self.recheck.due() {
+                if let Err(e) = run_handshake_on(&mut self.backend, &self.shared) {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }
             }

@@ -4,26 +4,26 @@
 //! event channel, and copies queued frames into the guest's rx buffers.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xenkvm_xen_core::Domain;
 use xenkvm_xen_pv::grants::DomainGrants;
-use xenkvm_xen_pv::netback::{xenbus_with_shared, Delivery, NetBackend, Offload, VifOptions};
+use xenkvm_xen_pv::xenbus::run_handshake_on;
+use xenkvm_xen_pv::netback::{Delivery, NetBackend, Offload, VifOptions};
 use xenkvm_xen_pv::netif::format_mac;
 use xenkvm_xenstore::server::Shared;
 
 use crate::builder::DOMID;
-use crate::events::Backends;
+use crate::events::{Backends, StoreRecheck};
 use crate::tap::{Tap, MAX_READ};
 use crate::vcpu::RunControl;
 use crate::{VmConfig, VmmError};
 
 /// Longest sleep without a kick or a frame.
 const POLL: Duration = Duration::from_millis(20);
-const XENBUS_RECHECK: Duration = Duration::from_secs(1);
 /// Tx packets sent per pass before the thread looks at rx and the store.
 const BUDGET: usize = 256;
 /// Frames read from the tap and not yet in the guest; the tap (and the
@@ -77,7 +77,7 @@ pub fn start(nics: OpenNics, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmEr
             backend,
             inbox,
             shared: ctx.shared.clone(),
-            changes: ctx.changes.clone(),
+            recheck: StoreRecheck::new(ctx.changes.clone()),
             domain: ctx.domain.clone(),
             backends: ctx.backends.clone(),
             control: ctx.control.clone(),
@@ -148,7 +148,7 @@ struct Worker {
     backend: NetBackend,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
-    changes: Arc<AtomicU64>,
+    recheck: StoreRecheck,
     domain: Arc<Mutex<Domain>>,
     backends: Arc<Backends>,
     control: Arc<RunControl>,
@@ -156,15 +156,10 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        let mut store_seen = None;
-        let mut checked = Instant::now();
         while !self.control.stopping() {
             let seen = self.backends.signal.current();
-            let changes = self.changes.load(Ordering::Acquire);
-            if store_seen != Some(changes) || checked.elapsed() >= XENBUS_RECHECK {
-                store_seen = Some(changes);
-                checked = Instant::now();
-                if let Err(e) = xenbus_with_shared(&mut self.backend, &self.shared) {
+            if self.recheck.due() {
+                if let Err(e) = run_handshake_on(&mut self.backend, &self.shared) {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }
             }

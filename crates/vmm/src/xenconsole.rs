@@ -6,20 +6,20 @@
 //! into the ring, on kicks of the console's event channel (and every few
 //! milliseconds, in case a kick was missed).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xenkvm_xen_core::Domain;
 use xenkvm_xen_pv::consback::ConsoleBackend;
 use xenkvm_xen_pv::console::Progress;
 use xenkvm_xen_pv::grants::DomainGrants;
+use xenkvm_xen_pv::xenbus::run_handshake_on;
 use xenkvm_xenstore::server::Shared;
 
 use crate::builder::{Com1, DOMID};
 use crate::chardev::{self, Chardev};
-use crate::events::Backends;
+use crate::events::{Backends, StoreRecheck};
 use crate::pvblock::Context;
 use crate::pvconsole::ConsoleInput;
 use crate::stdin::{console_is_hvc, InputTarget};
@@ -27,7 +27,6 @@ use crate::vcpu::RunControl;
 use crate::{VmConfig, VmmError};
 
 const POLL: Duration = Duration::from_millis(20);
-const XENBUS_RECHECK: Duration = Duration::from_secs(1);
 
 /// Routes input to the serial port and hvc0. When both share a chardev
 /// (`-serial mon:stdio`, or a `mux=on` chardev), the kernel's console
@@ -73,7 +72,7 @@ pub fn start(cfg: &VmConfig, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmEr
             out,
             input,
             shared: ctx.shared.clone(),
-            changes: ctx.changes.clone(),
+            recheck: StoreRecheck::new(ctx.changes.clone()),
             domain: ctx.domain.clone(),
             backends: ctx.backends.clone(),
             control: ctx.control.clone(),
@@ -92,7 +91,7 @@ pub struct Worker {
     pub out: Arc<Chardev>,
     pub input: Arc<ConsoleInput>,
     pub shared: Arc<Shared>,
-    pub changes: Arc<AtomicU64>,
+    pub recheck: StoreRecheck,
     pub domain: Arc<Mutex<Domain>>,
     pub backends: Arc<Backends>,
     pub control: Arc<RunControl>,
@@ -100,17 +99,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn run(mut self) {
-        let mut store_seen = None;
-        let mut checked = Instant::now();
         let mut warned = false;
         while !self.control.stopping() {
             let seen = self.backends.signal.current();
-            let changes = self.changes.load(Ordering::Acquire);
-            if store_seen != Some(changes) || checked.elapsed() >= XENBUS_RECHECK {
-                store_seen = Some(changes);
-                checked = Instant::now();
-                let shared = &self.shared;
-                if let Err(e) = self.backend.xenbus(|f| shared.with(|xs| f(xs))) {
+            if self.recheck.due() {
+                if let Err(e) = run_handshake_on(&mut self.backend, &self.shared) {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }
             }

@@ -23,7 +23,6 @@ mod io;
 
 pub use io::{BlockDevice, PersistentGrants, Stats, MAX_PERSISTENT_GRANTS};
 
-use std::sync::Arc;
 
 use xenkvm_xen_core::gnttab::GrantAccess;
 use xenkvm_xenstore::Xenstore;
@@ -366,8 +365,3 @@ fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Resul
     Ok(FrontendParams { ring_refs, event_channel, abi, persistent })
 }
 
-/// A convenience for callers holding the store in an `Arc<Mutex<Xenstore>>`-like
-/// wrapper: runs the handshake with `shared.with`.
-pub fn xenbus_with_shared(backend: &mut BlockBackend, shared: &Arc<xenkvm_xenstore::server::Shared>) -> Result<bool, StoreError> {
-    backend.xenbus(|f| shared.with(|xs| f(xs)))
-}

@@ -493,7 +493,3 @@ fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Resul
     Ok(FrontendParams { tx_ring_ref, rx_ring_ref, event_channel, caps })
 }
 
-/// Runs the handshake with the store behind `shared`.
-pub fn xenbus_with_shared(backend: &mut NetBackend, shared: &xenkvm_xenstore::server::Shared) -> Result<bool, StoreError> {
-    backend.xenbus(|f| shared.with(|xs| f(xs)))
-}

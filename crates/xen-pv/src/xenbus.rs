@@ -415,6 +415,11 @@ where
     }
 }
 
+/// [`run_handshake`] with the VMM's shared store.
+pub fn run_handshake_on<D: HandshakeDevice>(dev: &mut D, shared: &xenkvm_xenstore::server::Shared) -> Result<bool, StoreError> {
+    run_handshake(dev, |f| shared.with(|xs| f(xs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

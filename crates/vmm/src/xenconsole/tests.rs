@@ -3,7 +3,8 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use xenkvm_xen_abi::grant_table::GTF_PERMIT_ACCESS;
@@ -92,7 +93,7 @@ fn second_console_carries_text_both_ways_through_a_socket() {
         out,
         input,
         shared: shared.clone(),
-        changes: changes.clone(),
+        recheck: StoreRecheck::new(changes.clone()),
         domain: domain.clone(),
         backends,
         control: control.clone(),
