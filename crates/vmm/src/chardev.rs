@@ -275,18 +275,30 @@ extern "C" fn restore_and_die(sig: libc::c_int) {
     }
 }
 
-pub(crate) fn open_socket(id: &str, path: &Path, wait: bool) -> Result<Arc<Chardev>, OpenChardevError> {
-    // A stale socket from an earlier run is replaced; anything else is kept.
+/// Why a unix socket server could not start.
+#[derive(Debug)]
+pub(crate) enum BindError {
+    /// The path exists and is not a socket.
+    PathInUse,
+    Listen(std::io::Error),
+}
+
+/// Listens on `path`. A stale socket from an earlier run is replaced;
+/// anything else at that path is kept.
+pub(crate) fn bind_unix(path: &Path) -> Result<UnixListener, BindError> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(OpenChardevError::PathInUse { id: id.to_owned(), path: path.to_owned() });
+            return Err(BindError::PathInUse);
         }
         let _ = std::fs::remove_file(path);
     }
-    let listener = UnixListener::bind(path).map_err(|source| OpenChardevError::Listen {
-        id: id.to_owned(),
-        path: path.to_owned(),
-        source,
+    UnixListener::bind(path).map_err(BindError::Listen)
+}
+
+pub(crate) fn open_socket(id: &str, path: &Path, wait: bool) -> Result<Arc<Chardev>, OpenChardevError> {
+    let listener = bind_unix(path).map_err(|e| match e {
+        BindError::PathInUse => OpenChardevError::PathInUse { id: id.to_owned(), path: path.to_owned() },
+        BindError::Listen(source) => OpenChardevError::Listen { id: id.to_owned(), path: path.to_owned(), source },
     })?;
     let dev = Arc::new(Chardev { id: id.to_owned(), kind: Kind::Socket(Mutex::new(None)), target: Mutex::new(None) });
     let first = if wait {

@@ -156,6 +156,21 @@ pub struct VmConfig {
     /// the primary console (hvc0), the others xenbus consoles 1, 2, ...
     /// Empty: the primary console writes to standard output.
     pub consoles: Vec<String>,
+    /// QMP control sockets (`-qmp`, or `-mon mode=control` on a socket chardev).
+    pub qmp: Vec<QmpConfig>,
+    /// `-no-shutdown`: when the guest powers off, keep xenkvm (and its QMP
+    /// sockets) alive until a client sends `quit` or `system_reset`.
+    pub no_shutdown: bool,
+    /// `-name`: the guest's name in the store and in QMP.
+    pub name: Option<String>,
+}
+
+/// One QMP control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QmpConfig {
+    pub path: PathBuf,
+    /// Start the guest only once a first client connected.
+    pub wait: bool,
 }
 
 /// A `VmConfig` that cannot be run.
@@ -229,6 +244,9 @@ impl VmConfig {
             nics: Vec::new(),
             chardevs: Vec::new(),
             consoles: Vec::new(),
+            qmp: Vec::new(),
+            no_shutdown: false,
+            name: None,
         }
     }
 

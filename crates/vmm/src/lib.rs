@@ -15,6 +15,7 @@ mod legacy;
 mod pvblock;
 mod pvconsole;
 mod pvnet;
+pub mod qmp;
 mod stdin;
 mod tap;
 mod vcpu;
@@ -74,6 +75,8 @@ pub enum VmmError {
     OpenTap(#[source] Box<tap::OpenTapError>),
     #[error("Cannot open a character device")]
     OpenChardev(#[source] Box<chardev::OpenChardevError>),
+    #[error("Cannot open a QMP socket")]
+    OpenQmp(#[source] Box<qmp::server::OpenQmpError>),
 }
 
 /// Exit statuses, one per way a guest can end.
@@ -95,16 +98,44 @@ pub fn run(cfg: VmConfig) -> Result<RunOutcome, VmmError> {
     cfg.validate()?;
     register_signal_handler(SIGRTMIN(), kick).map_err(VmmError::KickSignal)?;
     chardev::open(&cfg).map_err(|e| VmmError::OpenChardev(Box::new(e)))?;
+    let machine = qmp::machine::VmHandle::new(cfg.name.clone(), cfg.memory_bytes);
+    let _qmp = qmp::server::start(&cfg.qmp, &machine).map_err(|e| VmmError::OpenQmp(Box::new(e)))?;
     let deadline = cfg.timeout.map(|t| Instant::now() + t);
+    let end = run_guest(&cfg, &machine, deadline);
+    machine.settle(Duration::from_secs(1));
+    outcome(end?, cfg.timeout)
+}
+
+/// Runs the guest, restarting it on reboot, until it ends for good.
+fn run_guest(cfg: &VmConfig, machine: &qmp::machine::VmHandle, deadline: Option<Instant>) -> Result<GuestEnd, VmmError> {
     loop {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let end = run_once(&cfg, left)?;
-        if matches!(end, GuestEnd::Shutdown(ShutdownReason::Reboot) | GuestEnd::TripleFault) && !cfg.no_reboot {
+        let end = run_once(cfg, machine, left)?;
+        machine.report_end(&end);
+        if restarts(&end) && !cfg.no_reboot {
             tracing::info!("guest reset ({end:?}): restarting it");
             continue;
         }
-        return outcome(end, cfg.timeout);
+        if cfg.no_shutdown && stays_after(&end) {
+            tracing::info!("guest stopped ({end:?}); -no-shutdown: waiting for a QMP quit or system_reset");
+            match machine.after_shutdown(deadline) {
+                Some(qmp::machine::HostAction::Reset) => continue,
+                Some(qmp::machine::HostAction::Quit) => return Ok(GuestEnd::HostQuit),
+                None => return Ok(GuestEnd::Timeout),
+            }
+        }
+        return Ok(end);
     }
+}
+
+/// Whether the guest comes back after `end` (unless `-no-reboot`).
+fn restarts(end: &GuestEnd) -> bool {
+    matches!(end, GuestEnd::Shutdown(ShutdownReason::Reboot) | GuestEnd::TripleFault | GuestEnd::HostReset)
+}
+
+/// Whether `-no-shutdown` keeps xenkvm alive after `end`.
+fn stays_after(end: &GuestEnd) -> bool {
+    matches!(end, GuestEnd::Shutdown(ShutdownReason::Poweroff | ShutdownReason::Crash) | GuestEnd::HaltedForever(_))
 }
 
 fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
@@ -121,6 +152,8 @@ fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmEr
             (UNSUPPORTED_SHUTDOWN, format!("guest shut down with unknown reason code {code}"))
         }
         GuestEnd::TripleFault => (TRIPLE_FAULT, "guest triple-faulted; exiting (-no-reboot)".into()),
+        GuestEnd::HostQuit => (POWEROFF, "stopped by a QMP quit".into()),
+        GuestEnd::HostReset => (POWEROFF, "reset by QMP system_reset; exiting (-no-reboot)".into()),
         GuestEnd::HaltedForever(id) => {
             (HALTED, format!("vCPU {id} halted with interrupts disabled; the guest cannot continue"))
         }
@@ -134,7 +167,7 @@ fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmEr
 }
 
 /// Builds and runs the VM once, until the guest ends or `limit` passes.
-fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmError> {
+fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Duration>) -> Result<GuestEnd, VmmError> {
     let disks = pvblock::open_disks(cfg)?;
     let nics = pvnet::open_nics(cfg)?;
     let vm = builder::build(cfg)?;
@@ -187,6 +220,11 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .name("xenstored".into())
         .spawn(move || store.run(store_domain, store_backends, store_control))
         .map_err(VmmError::SpawnThread)?;
+    machine.attach(qmp::machine::Running {
+        store: disk_context.shared.clone(),
+        control: control.clone(),
+        domain: vm.domain.clone(),
+    });
     let mut disk_threads = pvblock::start(disks, &disk_context)?;
     let net_context = pvnet::Context {
         domain: disk_context.domain.clone(),
@@ -210,6 +248,7 @@ fn run_once(cfg: &VmConfig, limit: Option<Duration>) -> Result<GuestEnd, VmmErro
         .map_err(VmmError::SpawnThread)?;
     let end = control.wait(limit);
     control.finish(end.clone());
+    machine.detach();
     vm.signals.timers.notify();
     vm.signals.backends.signal.notify();
     legacy_signal.notify();

@@ -23,6 +23,10 @@ pub enum GuestEnd {
     HaltedForever(u32),
     Timeout,
     Fatal(String),
+    /// A QMP client sent `quit`.
+    HostQuit,
+    /// A QMP client sent `system_reset`.
+    HostReset,
 }
 
 /// State the vCPU threads and the main thread share.

@@ -58,7 +58,7 @@ impl Xenstored {
     /// Builds the domain's tree and introduces it, as a toolstack does.
     pub fn new(cfg: &VmConfig, special: &SpecialPages, backends: Arc<Backends>) -> Result<Self, VmmError> {
         let mut xs = Xenstore::new(Quotas::default());
-        let mut tree = DomainTree::new(u32::from(DOMID), "xenkvm-guest", cfg.memory_bytes / 1024);
+        let mut tree = DomainTree::new(u32::from(DOMID), cfg.name.as_deref().unwrap_or("xenkvm-guest"), cfg.memory_bytes / 1024);
         tree.vcpus = cfg.vcpus;
         tree.store = Some((special.xenstore_guest_port, XENSTORE_GFN));
         tree.console = Some((special.console_guest_port, CONSOLE_GFN));

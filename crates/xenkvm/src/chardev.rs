@@ -6,18 +6,19 @@
 //! * `-serial chardev:ID`, `-serial stdio`, `-serial mon:stdio`;
 //! * `-device xen-console,chardev=ID` (the first is hvc0, the others xenbus
 //!   consoles 1, 2, ...);
-//! * `-mon [chardev=]ID[,mode=readline]`.
+//! * `-mon [chardev=]ID[,mode=readline|control]`, `-qmp unix:PATH,server=on[,wait=off]`.
 //!
-//! xenkvm has no monitor. `-mon` is accepted on a `mux=on` chardev in readline
-//! mode, where it is the spelled-out form of `-serial mon:stdio` (the serial
-//! port or a console keeps the chardev; there is no Ctrl-A c monitor).
-//! `mode=control` (QMP) is refused as not supported yet.
+//! The monitor is QMP only. `-mon ...,mode=control` on a socket chardev (the
+//! seeds' libxl command line) and `-qmp` make QMP control sockets. In readline
+//! mode `-mon` is accepted on a `mux=on` chardev, where it is the spelled-out
+//! form of `-serial mon:stdio` (the serial port or a console keeps the
+//! chardev; there is no Ctrl-A c human monitor).
 //!
 //! A chardev may be used by one front end, or by several with `mux=on`.
 
 use std::path::PathBuf;
 
-use xenkvm_vmm::{ChardevBackend, ChardevConfig, SerialConfig};
+use xenkvm_vmm::{ChardevBackend, ChardevConfig, QmpConfig, SerialConfig};
 
 use crate::error::CliError;
 use crate::options::{parse_bool, parse_pairs};
@@ -120,8 +121,8 @@ pub fn parse_console(value: &str) -> Result<String, CliError> {
 }
 
 /// One `-mon [chardev=]ID[,mode=readline|control][,pretty=on|off]`; returns
-/// the chardev id. There is no monitor: see the module documentation.
-pub fn parse_mon(value: &str) -> Result<String, CliError> {
+/// the chardev id and whether it is a QMP (control) monitor.
+pub fn parse_mon(value: &str) -> Result<(String, bool), CliError> {
     const OPT: &str = "-mon";
     let mut chardev = None;
     let mut control = false;
@@ -141,11 +142,34 @@ pub fn parse_mon(value: &str) -> Result<String, CliError> {
             _ => return Err(CliError::UnknownKey { option: OPT, key, supported: MON_KEYS }),
         }
     }
-    let id = chardev.filter(|c| !c.is_empty()).ok_or_else(|| bad(OPT, value, "[chardev=]ID[,mode=readline]"))?;
-    if control {
-        return Err(CliError::Unsupported(format!("-mon chardev={id},mode=control (QMP)")));
+    let id = chardev.filter(|c| !c.is_empty()).ok_or_else(|| bad(OPT, value, "[chardev=]ID[,mode=readline|control]"))?;
+    Ok((id, control))
+}
+
+/// One `-qmp unix:PATH[,server=on][,wait=off]` (also `server`, `nowait`).
+/// As in QEMU, a server waits for its first client unless `wait=off`.
+pub fn parse_qmp(value: &str) -> Result<QmpConfig, CliError> {
+    const OPT: &str = "-qmp";
+    const EXPECTED: &str = "unix:PATH,server=on[,wait=off]";
+    let Some(rest) = value.strip_prefix("unix:") else {
+        return Err(CliError::Unsupported(format!("-qmp {value} (only unix:PATH,server=on sockets)")));
+    };
+    let mut parts = rest.split(',');
+    let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| bad(OPT, value, EXPECTED))?;
+    let (mut server, mut wait) = (false, true);
+    for part in parts {
+        let (key, val) = part.split_once('=').unwrap_or((part, "on"));
+        match key {
+            "server" => server = flag(OPT, key, val)?,
+            "wait" => wait = flag(OPT, key, val)?,
+            "nowait" => wait = false,
+            _ => return Err(CliError::UnknownKey { option: OPT, key: key.to_owned(), supported: "server, wait" }),
+        }
     }
-    Ok(id)
+    if !server {
+        return Err(CliError::Unsupported(format!("-qmp {value} without server=on (a client socket)")));
+    }
+    Ok(QmpConfig { path: PathBuf::from(path), wait })
 }
 
 /// Everything attached to character devices, checked together.
@@ -154,6 +178,8 @@ pub struct Chardevs {
     pub chardevs: Vec<ChardevConfig>,
     pub consoles: Vec<String>,
     pub serial: Option<SerialConfig>,
+    /// Socket chardevs taken over by `-mon ...,mode=control`.
+    pub qmp: Vec<QmpConfig>,
 }
 
 /// Parses and cross-checks `-chardev`, `-serial`, `-device xen-console` and `-mon`.
@@ -181,7 +207,12 @@ pub fn parse_all(
     if out.consoles.len() > MAX_CONSOLES {
         return Err(bad("-device xen-console", &out.consoles.len().to_string(), "at most 16 consoles"));
     }
-    let mons: Vec<String> = mons.iter().map(|m| parse_mon(m)).collect::<Result<_, _>>()?;
+    let mons: Vec<(String, bool)> = mons.iter().map(|m| parse_mon(m)).collect::<Result<_, _>>()?;
+    let (control, mons): (Vec<_>, Vec<_>) = mons.into_iter().partition(|(_, control)| *control);
+    let mons: Vec<String> = mons.into_iter().map(|(id, _)| id).collect();
+    for (id, _) in control {
+        out.qmp.push(take_qmp_chardev(&mut out.chardevs, &id)?);
+    }
     // Every use of a chardev: (option, id).
     let mut uses: Vec<(&'static str, &String)> = Vec::new();
     if let Some(SerialConfig::Chardev(id)) = &out.serial {
@@ -206,6 +237,23 @@ pub fn parse_all(
         }
     }
     Ok(out)
+}
+
+/// Turns the socket chardev `id` into a QMP socket (nothing else may use it).
+fn take_qmp_chardev(chardevs: &mut Vec<ChardevConfig>, id: &str) -> Result<QmpConfig, CliError> {
+    const OPT: &str = "-mon mode=control";
+    let Some(pos) = chardevs.iter().position(|c| c.id == id) else {
+        return Err(CliError::NoSuchChardev { option: OPT, id: id.to_owned() });
+    };
+    let c = chardevs.remove(pos);
+    match c.backend {
+        ChardevBackend::Socket { path, wait } if !c.mux => Ok(QmpConfig { path, wait }),
+        _ => Err(CliError::ChardevConflict {
+            option: OPT,
+            id: c.id,
+            why: "a QMP monitor needs a socket chardev of its own (socket,path=P,server=on, without mux=on)",
+        }),
+    }
 }
 
 #[cfg(test)]

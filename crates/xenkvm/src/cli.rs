@@ -63,10 +63,18 @@ pub struct Cli {
     /// [,path=P,server=on,wait=off] (use it with -serial chardev:ID or -device xen-console,chardev=ID)
     #[arg(long, value_name = "BACKEND,id=ID,...", action = ArgAction::Append)]
     chardev: Vec<String>,
-    /// Accepted on a mux=on chardev shared with the serial port or a console (the
-    /// -serial mon:stdio equivalent); xenkvm has no monitor: -mon [chardev=]ID
-    #[arg(long, value_name = "[chardev=]ID", action = ArgAction::Append)]
+    /// A monitor: -mon chardev=ID,mode=control makes a socket chardev a QMP
+    /// control socket; mode=readline is accepted on a mux=on chardev shared with
+    /// the serial port or a console (the -serial mon:stdio equivalent)
+    #[arg(long, value_name = "[chardev=]ID[,mode=control]", action = ArgAction::Append)]
     mon: Vec<String>,
+    /// A QMP control socket: -qmp unix:PATH,server=on,wait=off
+    #[arg(long, value_name = "unix:PATH,server=on[,wait=off]", action = ArgAction::Append)]
+    qmp: Vec<String>,
+    /// Keep xenkvm (and QMP) running after the guest powers off, until a QMP
+    /// quit or system_reset: -no-shutdown
+    #[arg(long)]
+    no_shutdown: bool,
     /// No graphical output; the serial port stays on stdio: -nographic
     #[arg(long)]
     nographic: bool,
@@ -85,7 +93,7 @@ pub struct Cli {
     /// Accepted for QEMU compatibility (xenkvm reads no config file): -no-user-config
     #[arg(long)]
     no_user_config: bool,
-    /// Guest name, used in log messages: -name NAME
+    /// Guest name, in the store and QMP: -name NAME or -name guest=NAME[,...]
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// xenkvm extension, not QEMU: stop the VM after this many seconds: --timeout 30
@@ -125,13 +133,11 @@ const fn unsupported(name: &'static str, takes_value: bool) -> Unsupported {
     Unsupported { name, takes_value }
 }
 
-const UNSUPPORTED: [Unsupported; 6] = [
-    unsupported("qmp", true),
+const UNSUPPORTED: [Unsupported; 4] = [
     unsupported("monitor", true),
     unsupported("bios", true),
     unsupported("xen-domid", true),
     unsupported("xen-attach", false),
-    unsupported("no-shutdown", false),
 ];
 
 /// The clap command: [`Cli`] plus hidden arguments for the unsupported QEMU options.
@@ -289,6 +295,12 @@ impl Cli {
         }
         cfg.chardevs = chardevs.chardevs;
         cfg.consoles = chardevs.consoles;
+        cfg.qmp = chardevs.qmp;
+        for value in &self.qmp {
+            cfg.qmp.push(crate::chardev::parse_qmp(value)?);
+        }
+        cfg.no_shutdown = self.no_shutdown;
+        cfg.name = self.name.as_deref().map(options::parse_name).transpose()?;
         let (net_devices, disk_devices) = crate::net::split_devices(&devices);
         cfg.disks = crate::drive::parse_disks(&self.drive, &disk_devices)?;
         cfg.nics = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
@@ -324,15 +336,12 @@ impl Cli {
         Ok(())
     }
 
-    /// `-display`, `-vnc`, `-nographic` and `-name`.
+    /// `-display`, `-vnc` and `-nographic`.
     fn apply_frontends(&self) -> Result<(), CliError> {
         check_none("-display", self.display.as_deref())?;
         check_none("-vnc", self.vnc.as_deref())?;
         if self.nographic {
             tracing::debug!("-nographic: serial port on stdio unless -serial says otherwise");
-        }
-        if let Some(name) = &self.name {
-            tracing::info!(name = %name, "guest name");
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 mod chardev;
 mod cli;
 mod console_client;
+mod qmp_client;
 mod drive;
 mod error;
 mod net;
@@ -34,6 +35,17 @@ fn main() -> ExitCode {
         let rest = args.get(2..).unwrap_or(&[]);
         return match console_client::parse(rest).map(|p| console_client::run(&p)) {
             Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => fail(&e),
+            Err(e) => fail(&e),
+        };
+    }
+    if args.get(1).is_some_and(|a| a == "qmp") {
+        let rest = args.get(2..).unwrap_or(&[]);
+        return match qmp_client::parse(rest).map(|c| qmp_client::run(&c)) {
+            Ok(Ok(result)) => {
+                println!("{result}");
+                ExitCode::SUCCESS
+            }
             Ok(Err(e)) => fail(&e),
             Err(e) => fail(&e),
         };

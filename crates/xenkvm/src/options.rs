@@ -353,3 +353,22 @@ pub fn parse_timeout(value: &str) -> Result<Duration, CliError> {
 
 #[cfg(test)]
 mod tests;
+
+/// `-name NAME` or `-name guest=NAME[,debug-threads=on|off][,process=P]`.
+pub fn parse_name(value: &str) -> Result<String, CliError> {
+    const EXPECTED: &str = "NAME or guest=NAME[,debug-threads=on|off][,process=P]";
+    let pairs = parse_pairs(value, "guest");
+    let mut name = None;
+    for (key, val) in pairs {
+        match key.as_str() {
+            "guest" => name = Some(val),
+            "debug-threads" | "process" => {}
+            _ => return Err(CliError::UnknownKey { option: "-name", key, supported: "guest, debug-threads, process" }),
+        }
+    }
+    let name = name.filter(|n| !n.is_empty()).ok_or_else(|| CliError::invalid("-name", value, EXPECTED))?;
+    if name.len() > 256 || name.contains(['/', '\0']) {
+        return Err(CliError::invalid("-name", value, "a name of at most 256 bytes without '/'"));
+    }
+    Ok(name)
+}

@@ -103,13 +103,37 @@ fn console_and_mon_values() {
     assert!(parse_console("xen-console").unwrap_err().to_string().contains("-device xen-console"));
     let text = parse_console("xen-console,chardev=c,port=1").unwrap_err().to_string();
     assert!(text.contains("-device xen-console: unknown parameter \"port\""), "{text}");
-    assert_eq!(parse_mon("c0").unwrap(), "c0");
-    assert_eq!(parse_mon("chardev=c0,mode=readline,pretty=off").unwrap(), "c0");
-    let e = parse_mon("chardev=qmp,mode=control").unwrap_err();
-    assert!(matches!(e, CliError::Unsupported(_)), "{e:?}");
-    assert_eq!(e.to_string(), "option -mon chardev=qmp,mode=control (QMP) is not supported yet");
+    assert_eq!(parse_mon("c0").unwrap(), ("c0".to_string(), false));
+    assert_eq!(parse_mon("chardev=c0,mode=readline,pretty=off").unwrap(), ("c0".to_string(), false));
+    assert_eq!(parse_mon("chardev=qmp,mode=control").unwrap(), ("qmp".to_string(), true));
     assert!(parse_mon("c0,mode=telnet").unwrap_err().to_string().contains("-mon"));
     assert!(parse_mon("mode=readline").unwrap_err().to_string().contains("-mon"));
+}
+
+#[test]
+fn qmp_sockets_from_mon_and_qmp() {
+    // The seeds' libxl form: two control monitors on socket chardevs.
+    let cfg = ok(&[
+        "-chardev",
+        "socket,id=libxl-cmd,path=/tmp/qmp-libxl-3,server=on,wait=off",
+        "-mon",
+        "chardev=libxl-cmd,mode=control",
+        "-chardev",
+        "socket,id=libxenstat-cmd,path=/tmp/qmp-libxenstat-3,server=on,wait=off",
+        "-mon",
+        "chardev=libxenstat-cmd,mode=control",
+        "-qmp",
+        "unix:/tmp/q3,server,nowait",
+        "-qmp",
+        "unix:/tmp/q4,server=on",
+    ]);
+    let q = |p: &str, wait| QmpConfig { path: p.into(), wait };
+    assert_eq!(cfg.qmp, vec![q("/tmp/qmp-libxl-3", false), q("/tmp/qmp-libxenstat-3", false), q("/tmp/q3", false), q("/tmp/q4", true)]);
+    assert!(cfg.chardevs.is_empty(), "control chardevs belong to QMP: {:?}", cfg.chardevs);
+    assert!(parse_qmp("tcp:localhost:4444,server").unwrap_err().to_string().contains("unix:PATH"));
+    assert!(parse_qmp("unix:/tmp/q").unwrap_err().to_string().contains("client socket"));
+    assert!(parse_qmp("unix:,server").is_err());
+    assert!(parse_qmp("unix:/tmp/q,server,telnet").unwrap_err().to_string().contains("telnet"));
 }
 
 #[test]
@@ -163,8 +187,10 @@ fn inconsistent_command_lines_are_named() {
     assert!(t.contains("mux=on"), "{t}");
     let t = err(&["-chardev", "stdio,id=a,mux=on", "-mon", "a"], "-mon");
     assert!(t.contains("there is no monitor"), "{t}");
-    let t = err(&["-chardev", "socket,id=q,path=/tmp/q,server=on,wait=off", "-mon", "chardev=q,mode=control"], "-mon");
-    assert!(t.contains("not supported yet"), "{t}");
+    let t = err(&["-chardev", "stdio,id=q", "-mon", "chardev=q,mode=control"], "-mon mode=control");
+    assert!(t.contains("needs a socket chardev of its own"), "{t}");
+    let t = err(&["-mon", "chardev=q,mode=control"], "-mon mode=control");
+    assert!(t.contains("no -chardev"), "{t}");
     let mut many = Vec::new();
     for _ in 0..17 {
         many.extend(["-device", "xen-console,chardev=c"]);

@@ -163,6 +163,9 @@ fn full_linux_command_line() {
         nics: Vec::new(),
         chardevs: Vec::new(),
         consoles: Vec::new(),
+        qmp: Vec::new(),
+        no_shutdown: false,
+        name: None,
     };
     assert_eq!(cfg, expected);
 }

@@ -99,10 +99,12 @@ fn accepted_compatibility_options() {
         "none",
         "-nodefaults",
         "-no-user-config",
-        "-name",
-        "g0",
     ];
     assert_eq!(ok(&args), ok(&[]));
+    assert_eq!(ok(&["-name", "g0"]).name.as_deref(), Some("g0"));
+    assert_eq!(ok(&["-name", "guest=g1,debug-threads=on"]).name.as_deref(), Some("g1"));
+    assert!(err(&["-name", "a/b"]).to_string().contains("-name"));
+    assert!(ok(&["-no-shutdown"]).no_shutdown);
 }
 
 #[test]
