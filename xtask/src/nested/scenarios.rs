@@ -6,6 +6,7 @@ use anyhow::{bail, ensure, Result};
 use super::initramfs::{MARK_RC, MARK_UP};
 
 mod console;
+mod control;
 mod net;
 use crate::bench;
 
@@ -182,6 +183,16 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: false,
         extra_programs: &[],
         check: console::check_linux_console,
+    },
+    Scenario {
+        name: "linux-control",
+        about: "host requests over QMP reach the guest through xenstore: suspend (acknowledged, cancelled), reboot, system_powerdown (exit 0), and crash via sysrq (exit 2)",
+        command: control::LINUX_CONTROL_SCRIPT,
+        l1_timeout_secs: 540,
+        l2: Some(L2Spec { init: control::LINUX_CONTROL_INIT, modules: &[], extra_programs: &[] }),
+        anchor: false,
+        extra_programs: &[],
+        check: control::check_linux_control,
     },
     Scenario {
         name: "bench-boot",
@@ -668,6 +679,7 @@ mod tests {
                 "linux-pv-qemu",
                 "linux-net",
                 "linux-console",
+                "linux-control",
                 "bench-boot"
             ]
         );

@@ -1,0 +1,116 @@
+//! `linux-control`: the host's requests reach the Debian guest's PV control
+//! driver through xenstore, sent over QMP with `xenkvm qmp` (the seeds' libxl
+//! form: `-chardev socket,... -mon chardev=..,mode=control`).
+//!
+//! Run 1: `xen-shutdown suspend` is acknowledged (xenkvm cancels the suspend,
+//! as it cannot save a guest) and the guest's shell still answers;
+//! `xen-shutdown reboot` brings the guest back; `system_powerdown` makes it
+//! run its `/sbin/poweroff` and xenkvm exits 0. Run 2: `xen-shutdown crash`
+//! (`control/sysrq` = `c`) panics the guest; with `xen_legacy_crash` Linux
+//! reports SHUTDOWN_crash and xenkvm exits 2 saying the guest crashed.
+
+use anyhow::{ensure, Result};
+
+use super::{report_status, Console};
+
+/// A shell on hvc0 with a distribution-like `/sbin/poweroff` (Linux's
+/// orderly poweroff runs that path).
+pub const LINUX_CONTROL_INIT: &str = r#"echo XENKVM-L2: up
+printf '#!/bin/sh\necho XENKVM-L2: orderly poweroff\nexec /bin/poweroff -f\n' > /sbin/poweroff
+chmod +x /sbin/poweroff
+stty -echo 2>/dev/null
+echo XENKVM-L2: shell
+exec sh"#;
+
+/// Drives both runs; `await` waits for the Nth line matching a pattern.
+pub const LINUX_CONTROL_SCRIPT: &str = r#"trap '' PIPE
+WATCHDOG=500
+( sleep $WATCHDOG; echo "XENKVM-L1: watchdog"; killall -9 xenkvm ) &
+WD=$!
+Q=/tmp/qmp.sock
+APPEND="console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7"
+QMP_OPTS="-chardev socket,id=libxl-cmd,path=$Q,server=on,wait=off -mon chardev=libxl-cmd,mode=control"
+start() {
+  rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
+  (XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$1" $QMP_OPTS --timeout "$2" < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
+  RUN=$!
+  exec 3>/tmp/in
+}
+await() { i=0; while [ "$(grep -c "$1" /tmp/out.log)" -lt "$2" ] && [ $i -lt 900 ] && ! grep -q "XENKVM-L1: xenkvm rc" /tmp/out.log; do sleep 0.5; i=$((i+1)); done; }
+qmp() { echo "XENKVM-L1: qmp $* -> $(/xenkvm qmp $Q "$@" 2>&1)"; }
+finish() { await "XENKVM-L1: xenkvm rc" 1; exec 3>&-; wait $RUN; RC=$(sed -n 's/.*XENKVM-L1: xenkvm rc=//p' /tmp/out.log | tail -n 1); }
+
+echo "XENKVM-L1: run 1"
+start "$APPEND" 320
+await "XENKVM-L2: shell" 1
+qmp query-status
+qmp xen-shutdown '{"reason":"suspend"}'
+await "suspend cancelled" 1
+sleep 2
+echo 'echo XENKVM-L2: alive after suspend' >&3
+await "XENKVM-L2: alive after suspend" 1
+qmp xen-shutdown '{"reason":"reboot"}'
+await "XENKVM-L2: shell" 2
+echo 'echo XENKVM-L2: second boot' >&3
+await "XENKVM-L2: second boot" 1
+qmp system_powerdown
+finish; rc1=$RC
+echo "XENKVM-L1: run 1 rc=$rc1"
+
+echo "XENKVM-L1: run 2"
+start "$APPEND xen_legacy_crash" 170
+await "XENKVM-L2: shell" 1
+qmp xen-shutdown '{"reason":"crash"}'
+finish; rc2=$RC
+echo "XENKVM-L1: run 2 rc=$rc2"
+kill $WD 2>/dev/null
+[ "$rc1" = 0 ] && [ "$rc2" = 2 ]"#;
+
+pub fn check_linux_control(c: &Console, report: &mut Vec<String>) -> Result<()> {
+    let text = c.text();
+    let wanted = ["XENKVM-L1:", "XENKVM-L2:", "QMP:", "suspend", "sysrq", "crashed", "powered off", "restarting"];
+    report.extend(c.output.iter().filter(|l| wanted.iter().any(|w| l.contains(w))).cloned());
+    report_status(c, report);
+    if text.contains("ENTRY_TRAMPOLINE") {
+        report.push("the known ENTRY_TRAMPOLINE stack guard page crash hit this run".into());
+    }
+    ensure!(text.contains("XENKVM-L2: up"), "the L2 kernel did not reach its /init");
+    ensure!(text.contains(r#"qmp query-status -> {"running":true,"status":"running"}"#), "query-status did not say running");
+    ensure!(text.contains("suspend cancelled"), "the guest never asked to suspend");
+    ensure!(text.contains("XENKVM-L2: alive after suspend"), "the guest's shell did not answer after the suspend");
+    ensure!(text.contains("guest reset (Shutdown(Reboot))"), "the host's reboot request did not reboot the guest");
+    ensure!(text.contains("XENKVM-L2: second boot"), "the guest did not come back after the reboot");
+    ensure!(text.contains("XENKVM-L2: orderly poweroff"), "system_powerdown did not reach the guest's poweroff");
+    ensure!(text.contains("XENKVM-L1: run 1 rc=0"), "run 1 did not end with status 0");
+    ensure!(text.contains("sysrq: Trigger a crash"), "the crash request did not reach the guest's sysrq");
+    ensure!(text.contains("xenkvm: guest crashed"), "xenkvm did not report the crash");
+    ensure!(text.contains("XENKVM-L1: run 2 rc=2"), "run 2 did not end with status 2");
+    ensure!(c.rc == Some(0), "the scenario ended with {:?}", c.rc);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "XENKVM-NESTED: L1 up\nXENKVM-L2: up\n\
+        XENKVM-L1: qmp query-status -> {\"running\":true,\"status\":\"running\"}\n\
+        WARN guest asked to suspend; not supported, resuming it at once (suspend cancelled)\n\
+        XENKVM-L2: alive after suspend\nINFO guest reset (Shutdown(Reboot)): restarting it\n\
+        XENKVM-L2: second boot\nXENKVM-L2: orderly poweroff\nXENKVM-L1: run 1 rc=0\n\
+        sysrq: Trigger a crash\nxenkvm: guest crashed\nXENKVM-L1: run 2 rc=2\nXENKVM-NESTED: rc=0";
+
+    fn console(text: &str) -> Console {
+        Console::parse(&text.lines().map(str::to_string).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_good_run_passes_and_each_missing_step_fails() {
+        check_linux_control(&console(GOOD), &mut Vec::new()).unwrap();
+        for (gone, why) in [("orderly poweroff", "poweroff"), ("second boot", "come back"), ("Trigger a crash", "sysrq")] {
+            let bad = GOOD.replace(gone, "something else");
+            let e = check_linux_control(&console(&bad), &mut Vec::new()).unwrap_err().to_string();
+            assert!(e.contains(why), "{gone}: {e}");
+        }
+    }
+}
