@@ -5,9 +5,12 @@
 //! Run 1: `xen-shutdown suspend` is acknowledged (xenkvm cancels the suspend,
 //! as it cannot save a guest) and the guest's shell still answers;
 //! `xen-shutdown reboot` brings the guest back; `system_powerdown` makes it
-//! run its `/sbin/poweroff` and xenkvm exits 0. Run 2: `xen-shutdown crash`
-//! (`control/sysrq` = `c`) panics the guest; with `xen_legacy_crash` Linux
-//! reports SHUTDOWN_crash and xenkvm exits 2 saying the guest crashed.
+//! run its `/sbin/poweroff` (which logs through `/dev/kmsg`, as it runs
+//! without a terminal) and xenkvm exits 0. Run 2: `xen-shutdown crash`
+//! (`control/sysrq` = `c`, which the guest must allow: `sysrq_always_enabled`
+//! here, `kernel.sysrq` on a distribution) panics the guest; with
+//! `xen_legacy_crash` a Linux HVM guest reports SHUTDOWN_crash (without it,
+//! it resets itself on panic) and xenkvm exits 2 saying the guest crashed.
 
 use anyhow::{ensure, Result};
 
@@ -16,7 +19,7 @@ use super::{report_status, Console};
 /// A shell on hvc0 with a distribution-like `/sbin/poweroff` (Linux's
 /// orderly poweroff runs that path).
 pub const LINUX_CONTROL_INIT: &str = r#"echo XENKVM-L2: up
-printf '#!/bin/sh\necho XENKVM-L2: orderly poweroff\nexec /bin/poweroff -f\n' > /sbin/poweroff
+printf '#!/bin/sh\necho XENKVM-L2: orderly poweroff > /dev/kmsg\nexec /bin/poweroff -f\n' > /sbin/poweroff
 chmod +x /sbin/poweroff
 stty -echo 2>/dev/null
 echo XENKVM-L2: shell
@@ -58,7 +61,7 @@ finish; rc1=$RC
 echo "XENKVM-L1: run 1 rc=$rc1"
 
 echo "XENKVM-L1: run 2"
-start "$APPEND xen_legacy_crash" 170
+start "$APPEND xen_legacy_crash sysrq_always_enabled" 170
 await "XENKVM-L2: shell" 1
 qmp xen-shutdown '{"reason":"crash"}'
 finish; rc2=$RC
