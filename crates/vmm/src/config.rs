@@ -163,6 +163,10 @@ pub struct VmConfig {
     pub no_shutdown: bool,
     /// `-name`: the guest's name in the store and in QMP.
     pub name: Option<String>,
+    /// `-drive if=none,id=ID` images no `-device` uses: QMP `device_add` may plug them.
+    pub spare_drives: Vec<(String, DiskConfig)>,
+    /// `-netdev` taps (id, ifname) no `-device` uses: QMP `device_add` may plug them.
+    pub spare_netdevs: Vec<(String, String)>,
 }
 
 /// One QMP control socket.
@@ -247,6 +251,8 @@ impl VmConfig {
             qmp: Vec::new(),
             no_shutdown: false,
             name: None,
+            spare_drives: Vec::new(),
+            spare_netdevs: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 mod console;
 mod disk;
 mod events;
+pub mod hotplug;
 mod irq;
 mod legacy;
 mod pvblock;
@@ -18,6 +19,8 @@ mod pvnet;
 pub mod qmp;
 mod stdin;
 mod tap;
+#[cfg(test)]
+mod test_support;
 mod vcpu;
 mod xenconsole;
 mod xenstored;
@@ -98,7 +101,7 @@ pub fn run(cfg: VmConfig) -> Result<RunOutcome, VmmError> {
     cfg.validate()?;
     register_signal_handler(SIGRTMIN(), kick).map_err(VmmError::KickSignal)?;
     chardev::open(&cfg).map_err(|e| VmmError::OpenChardev(Box::new(e)))?;
-    let machine = qmp::machine::VmHandle::new(cfg.name.clone(), cfg.memory_bytes);
+    let machine = qmp::machine::VmHandle::new(&cfg);
     let _qmp = qmp::server::start(&cfg.qmp, &machine).map_err(|e| VmmError::OpenQmp(Box::new(e)))?;
     let deadline = cfg.timeout.map(|t| Instant::now() + t);
     let end = run_guest(&cfg, &machine, deadline);
@@ -226,14 +229,8 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
         domain: vm.domain.clone(),
     });
     let mut disk_threads = pvblock::start(disks, &disk_context)?;
-    let net_context = pvnet::Context {
-        domain: disk_context.domain.clone(),
-        shared: disk_context.shared.clone(),
-        changes: disk_context.changes.clone(),
-        backends: disk_context.backends.clone(),
-        control: disk_context.control.clone(),
-    };
-    disk_threads.extend(pvnet::start(nics, &net_context)?);
+    disk_threads.extend(pvnet::start(nics, &disk_context)?);
+    machine.hotplug().attach(&disk_context);
     disk_threads.extend(xenconsole::start(cfg, &disk_context)?);
     let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
     let timer_thread = std::thread::Builder::new()
@@ -259,6 +256,7 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
     for t in disk_threads {
         let _ = t.join();
     }
+    machine.hotplug().detach();
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.
         std::mem::forget(vm.ram);

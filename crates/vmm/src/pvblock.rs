@@ -16,6 +16,7 @@ use xenkvm_xenstore::server::Shared;
 
 use crate::builder::DOMID;
 use crate::events::{Backends, StoreRecheck};
+use crate::hotplug::{DeviceLife, Unplugging};
 use crate::vcpu::RunControl;
 use crate::{disk, VmConfig, VmmError};
 
@@ -47,7 +48,8 @@ pub fn open_disks(cfg: &VmConfig) -> Result<OpenDisks, VmmError> {
     Ok(OpenDisks(out))
 }
 
-/// What every disk thread shares.
+/// What every backend thread shares.
+#[derive(Clone)]
 pub struct Context {
     pub domain: Arc<Mutex<Domain>>,
     pub shared: Arc<Shared>,
@@ -58,26 +60,33 @@ pub struct Context {
 
 /// Creates each disk's store nodes and starts its thread.
 pub fn start(disks: OpenDisks, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmError> {
-    let mut threads = Vec::new();
-    for (opts, device) in disks.0 {
-        let grants = DomainGrants::new(ctx.domain.clone());
-        let name = format!("blk-{}", opts.vdev);
-        let backend = ctx
-            .shared
-            .with(|xs| BlockBackend::create(xs, u32::from(DOMID), opts, device, grants))
-            .map_err(|e| VmmError::Internal(format!("disk xenstore set-up: {e}")))?;
-        let worker = Worker {
-            backend,
-            shared: ctx.shared.clone(),
-            recheck: StoreRecheck::new(ctx.changes.clone()),
-            domain: ctx.domain.clone(),
-            backends: ctx.backends.clone(),
-            control: ctx.control.clone(),
-        };
-        let t = std::thread::Builder::new().name(name).spawn(move || worker.run()).map_err(VmmError::SpawnThread)?;
-        threads.push(t);
-    }
-    Ok(threads)
+    disks.0.into_iter().map(|(opts, device)| spawn_disk(opts, device, ctx, None)).collect()
+}
+
+/// Creates one disk's store nodes and starts its thread; `life` is set for a
+/// hotplugged disk, which QMP may unplug.
+pub fn spawn_disk(
+    opts: DiskOptions,
+    device: Box<dyn BlockDevice>,
+    ctx: &Context,
+    life: Option<Arc<DeviceLife>>,
+) -> Result<JoinHandle<()>, VmmError> {
+    let grants = DomainGrants::new(ctx.domain.clone());
+    let name = format!("blk-{}", opts.vdev);
+    let backend = ctx
+        .shared
+        .with(|xs| BlockBackend::create(xs, u32::from(DOMID), opts, device, grants))
+        .map_err(|e| VmmError::Internal(format!("disk xenstore set-up: {e}")))?;
+    let worker = Worker {
+        backend,
+        shared: ctx.shared.clone(),
+        recheck: StoreRecheck::new(ctx.changes.clone()),
+        domain: ctx.domain.clone(),
+        backends: ctx.backends.clone(),
+        control: ctx.control.clone(),
+        life,
+    };
+    std::thread::Builder::new().name(name).spawn(move || worker.run()).map_err(VmmError::SpawnThread)
 }
 
 struct Worker {
@@ -87,13 +96,18 @@ struct Worker {
     domain: Arc<Mutex<Domain>>,
     backends: Arc<Backends>,
     control: Arc<RunControl>,
+    life: Option<Arc<DeviceLife>>,
 }
 
 impl Worker {
     fn run(mut self) {
+        let mut unplug = Unplugging::default();
         while !self.control.stopping() {
             let seen = self.backends.signal.current();
-            if self.recheck.due() {
+            if unplug.step(&self.life, &mut self.backend, &self.shared) {
+                break;
+            }
+            if self.recheck.due() && !unplug.started() {
                 if let Err(e) = run_handshake_on(&mut self.backend, &self.shared) {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }

@@ -4,7 +4,6 @@
 //! event channel, and copies queued frames into the guest's rx buffers.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use xenkvm_xenstore::server::Shared;
 
 use crate::builder::DOMID;
 use crate::events::{Backends, StoreRecheck};
+use crate::hotplug::{DeviceLife, Unplugging};
 use crate::tap::{Tap, MAX_READ};
 use crate::vcpu::RunControl;
 use crate::{VmConfig, VmmError};
@@ -44,14 +44,8 @@ pub fn open_nics(cfg: &VmConfig) -> Result<OpenNics, VmmError> {
     Ok(OpenNics(out))
 }
 
-/// What every NIC thread shares.
-pub struct Context {
-    pub domain: Arc<Mutex<Domain>>,
-    pub shared: Arc<Shared>,
-    pub changes: Arc<AtomicU64>,
-    pub backends: Arc<Backends>,
-    pub control: Arc<RunControl>,
-}
+/// What every NIC thread shares: the same as a disk's.
+pub use crate::pvblock::Context;
 
 /// Frames from the tap waiting for the guest.
 #[derive(Default)]
@@ -64,29 +58,41 @@ struct Inbox {
 pub fn start(nics: OpenNics, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmError> {
     let mut threads = Vec::new();
     for (opts, tap) in nics.0 {
-        let reader_tap = tap.try_clone().map_err(|e| VmmError::Internal(format!("tap {}: {e}", opts.ifname)))?;
-        let name = format!("net-{}", opts.devid);
-        let grants = DomainGrants::new(ctx.domain.clone());
-        let backend = ctx
-            .shared
-            .with(|xs| NetBackend::create(xs, u32::from(DOMID), opts, Box::new(tap), grants))
-            .map_err(|e| VmmError::Internal(format!("NIC xenstore set-up: {e}")))?;
-        let inbox = Arc::new(Inbox::default());
-        let reader = Reader { tap: reader_tap, inbox: inbox.clone(), backends: ctx.backends.clone(), control: ctx.control.clone() };
-        let worker = Worker {
-            backend,
-            inbox,
-            shared: ctx.shared.clone(),
-            recheck: StoreRecheck::new(ctx.changes.clone()),
-            domain: ctx.domain.clone(),
-            backends: ctx.backends.clone(),
-            control: ctx.control.clone(),
-        };
-        let spawn = |n: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(n).spawn(f).map_err(VmmError::SpawnThread);
-        threads.push(spawn(format!("{name}-tap"), Box::new(move || reader.run()))?);
-        threads.push(spawn(name, Box::new(move || worker.run()))?);
+        threads.extend(spawn_nic(opts, tap, ctx, None)?);
     }
     Ok(threads)
+}
+
+/// Creates one vif's store nodes and starts its tap reader and its worker;
+/// `life` is set for a hotplugged NIC, which QMP may unplug.
+pub fn spawn_nic(opts: VifOptions, tap: Tap, ctx: &Context, life: Option<Arc<DeviceLife>>) -> Result<Vec<JoinHandle<()>>, VmmError> {
+    let reader_tap = tap.try_clone().map_err(|e| VmmError::Internal(format!("tap {}: {e}", opts.ifname)))?;
+    let name = format!("net-{}", opts.devid);
+    let grants = DomainGrants::new(ctx.domain.clone());
+    let backend = ctx
+        .shared
+        .with(|xs| NetBackend::create(xs, u32::from(DOMID), opts, Box::new(tap), grants))
+        .map_err(|e| VmmError::Internal(format!("NIC xenstore set-up: {e}")))?;
+    let inbox = Arc::new(Inbox::default());
+    let reader = Reader {
+        tap: reader_tap,
+        inbox: inbox.clone(),
+        backends: ctx.backends.clone(),
+        control: ctx.control.clone(),
+        life: life.clone(),
+    };
+    let worker = Worker {
+        backend,
+        inbox,
+        shared: ctx.shared.clone(),
+        recheck: StoreRecheck::new(ctx.changes.clone()),
+        domain: ctx.domain.clone(),
+        backends: ctx.backends.clone(),
+        control: ctx.control.clone(),
+        life,
+    };
+    let spawn = |n: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(n).spawn(f).map_err(VmmError::SpawnThread);
+    Ok(vec![spawn(format!("{name}-tap"), Box::new(move || reader.run()))?, spawn(name, Box::new(move || worker.run()))?])
 }
 
 struct Reader {
@@ -94,13 +100,14 @@ struct Reader {
     inbox: Arc<Inbox>,
     backends: Arc<Backends>,
     control: Arc<RunControl>,
+    life: Option<Arc<DeviceLife>>,
 }
 
 impl Reader {
     fn run(mut self) {
         let mut buf = vec![0u8; MAX_READ];
         let mut errors = 0u64;
-        while !self.control.stopping() {
+        while !self.control.stopping() && !self.life.as_ref().is_some_and(|l| l.removed()) {
             // Wait for room, so a guest that takes nothing stalls only its tap.
             {
                 let Ok(q) = self.inbox.frames.lock() else { return };
@@ -152,13 +159,18 @@ struct Worker {
     domain: Arc<Mutex<Domain>>,
     backends: Arc<Backends>,
     control: Arc<RunControl>,
+    life: Option<Arc<DeviceLife>>,
 }
 
 impl Worker {
     fn run(mut self) {
+        let mut unplug = Unplugging::default();
         while !self.control.stopping() {
             let seen = self.backends.signal.current();
-            if self.recheck.due() {
+            if unplug.step(&self.life, &mut self.backend, &self.shared) {
+                break;
+            }
+            if self.recheck.due() && !unplug.started() {
                 if let Err(e) = run_handshake_on(&mut self.backend, &self.shared) {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }

@@ -8,6 +8,7 @@
 //! [`machine::VmHandle`] implements it on the running VM and [`server`] serves
 //! the sockets. Supported commands: [`COMMANDS`].
 
+mod devices;
 pub mod machine;
 pub mod server;
 mod stream;
@@ -15,6 +16,9 @@ mod stream;
 use serde_json::{json, Map, Value};
 
 pub use stream::Piece;
+
+use crate::hotplug::DeviceRequest;
+use crate::DiskConfig;
 
 /// What the VM is doing, as `query-status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +94,14 @@ pub trait Machine: Send + Sync {
     fn set_balloon_target(&self, bytes: u64) -> Result<(), QmpError>;
     /// The guest's current memory, in bytes.
     fn balloon_actual(&self) -> Result<u64, QmpError>;
+    /// Plugs a PV device into the running guest.
+    fn device_add(&self, req: DeviceRequest) -> Result<(), QmpError>;
+    /// Starts unplugging a hotplugged device (`DEVICE_DELETED` when done).
+    fn device_del(&self, id: &str) -> Result<(), QmpError>;
+    /// Defines a disk image for a later `device_add`.
+    fn blockdev_add(&self, id: String, disk: DiskConfig) -> Result<(), QmpError>;
+    /// Defines a tap for a later `device_add`.
+    fn netdev_add(&self, id: String, ifname: String) -> Result<(), QmpError>;
 }
 
 /// Each command and the arguments it takes.
@@ -105,6 +117,10 @@ pub const COMMANDS: &[(&str, &[&str])] = &[
     ("xen-shutdown", &["reason"]),
     ("balloon", &["value"]),
     ("query-balloon", &[]),
+    ("device_add", devices::ANY),
+    ("device_del", &["id"]),
+    ("blockdev-add", devices::ANY),
+    ("netdev_add", devices::ANY),
 ];
 
 /// The greeting sent when a client connects.
@@ -171,7 +187,7 @@ impl Session {
         let Some((_, allowed)) = COMMANDS.iter().find(|(n, _)| *n == name) else {
             return Err(QmpError::not_found(format!("The command {name} has not been found")));
         };
-        if let Some(key) = args.keys().find(|k| !allowed.contains(&k.as_str())) {
+        if let Some(key) = args.keys().find(|k| *allowed != devices::ANY && !allowed.contains(&k.as_str())) {
             return Err(QmpError::generic(format!("Parameter '{key}' is unexpected")));
         }
         self.command(&name, &args, machine)
@@ -215,6 +231,16 @@ impl Session {
                 machine.set_balloon_target(bytes).and(done)
             }
             "query-balloon" => Ok(json!({ "actual": machine.balloon_actual()? })),
+            "device_add" => machine.device_add(devices::device_add(args)?).and(done),
+            "device_del" => machine.device_del(&devices::device_del(args)?).and(done),
+            "blockdev-add" => {
+                let (id, disk) = devices::blockdev_add(args)?;
+                machine.blockdev_add(id, disk).and(done)
+            }
+            "netdev_add" => {
+                let (id, ifname) = devices::netdev_add(args)?;
+                machine.netdev_add(id, ifname).and(done)
+            }
             _ => Err(QmpError::not_found(format!("The command {name} has not been found"))),
         }
     }

@@ -420,6 +420,54 @@ pub fn run_handshake_on<D: HandshakeDevice>(dev: &mut D, shared: &xenkvm_xenstor
     run_handshake(dev, |f| shared.with(|xs| f(xs)))
 }
 
+/// How long an unplug waits for the frontend to close before removing the
+/// device anyway (a guest that keeps a disk mounted refuses to close it).
+pub const UNPLUG_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where an unplug stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnplugProgress {
+    /// Asked the frontend to close; call again.
+    Waiting,
+    /// Disconnected and the device's directories removed.
+    Done,
+}
+
+/// Removes a device as the toolstack does: the backend goes to Closing, the
+/// frontend closes (or [`UNPLUG_GRACE`] passes, or it never connected), then
+/// the backend disconnects, goes to Closed and both directories are removed.
+/// `since` is when the unplug began (`None` on the first call, which sets it).
+pub fn unplug_step<D: HandshakeDevice>(
+    dev: &mut D,
+    shared: &xenkvm_xenstore::server::Shared,
+    since: &mut Option<std::time::Instant>,
+) -> Result<UnplugProgress, StoreError> {
+    let first = since.is_none();
+    let started = *since.get_or_insert_with(std::time::Instant::now);
+    let (hs, client) = dev.handshake();
+    let front = shared.with(|xs| -> Result<XenbusState, StoreError> {
+        if first && hs.state() != XenbusState::Closed {
+            hs.switch(xs, &client, XenbusState::Closing)?;
+        }
+        Ok(hs.frontend_state(xs, &client))
+    })?;
+    use XenbusState::*;
+    let closed = matches!(front, Closed | Unknown | Initialising | InitWait);
+    if !closed && started.elapsed() < UNPLUG_GRACE {
+        return Ok(UnplugProgress::Waiting);
+    }
+    if !closed {
+        tracing::warn!("{}: the frontend did not close in {UNPLUG_GRACE:?} (state {front:?}); removing the device anyway", hs.paths.backend);
+    }
+    dev.disconnect_frontend();
+    let (hs, client) = dev.handshake();
+    shared.with(|xs| {
+        hs.switch(xs, &client, XenbusState::Closed)?;
+        remove_device(xs, &client, &hs.paths)
+    })?;
+    Ok(UnplugProgress::Done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,8 +302,8 @@ impl Cli {
         cfg.no_shutdown = self.no_shutdown;
         cfg.name = self.name.as_deref().map(options::parse_name).transpose()?;
         let (net_devices, disk_devices) = crate::net::split_devices(&devices);
-        cfg.disks = crate::drive::parse_disks(&self.drive, &disk_devices)?;
-        cfg.nics = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
+        (cfg.disks, cfg.spare_drives) = crate::drive::parse_disks(&self.drive, &disk_devices)?;
+        (cfg.nics, cfg.spare_netdevs) = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
         cfg.validate().map_err(|source| CliError::Config {
             option: option_of(&source),
             source,

@@ -109,9 +109,13 @@ fn probe(path: &Path) -> Result<DiskFormat, CliError> {
     }
 }
 
+/// The VM's disks, and the `if=none` drives no `-device` uses (kept for
+/// QMP `device_add`).
+pub type Disks = (Vec<DiskConfig>, Vec<(String, DiskConfig)>);
+
 /// Turns every `-drive` and `-device` into the VM's disks (drives with
 /// `if=xen` first, in order, then devices in order).
-pub fn parse_disks(drives: &[String], devices: &[String]) -> Result<Vec<DiskConfig>, CliError> {
+pub fn parse_disks(drives: &[String], devices: &[String]) -> Result<Disks, CliError> {
     let mut disks = Vec::new();
     let mut pool: Vec<(String, DiskConfig, bool)> = Vec::new();
     for value in drives {
@@ -134,12 +138,8 @@ pub fn parse_disks(drives: &[String], devices: &[String]) -> Result<Vec<DiskConf
     for value in devices {
         disks.push(parse_device(value, &mut pool)?);
     }
-    for (id, _, used) in &pool {
-        if !used {
-            tracing::warn!("-drive id={id},if=none is not used by any -device");
-        }
-    }
-    Ok(disks)
+    let spare = pool.into_iter().filter(|(_, _, used)| !used).map(|(id, disk, _)| (id, disk)).collect();
+    Ok((disks, spare))
 }
 
 fn parse_device(value: &str, pool: &mut [(String, DiskConfig, bool)]) -> Result<DiskConfig, CliError> {
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn if_xen_drives_in_order() {
         let (a, b) = (image("a", b"raw"), image("b", b"QFI\xfb\0\0\0\x03"));
-        let disks = parse_disks(&s(&[&format!("file={a},if=xen,format=raw"), &format!("file={b},if=xen,readonly=on")]), &[]).unwrap();
+        let disks = parse_disks(&s(&[&format!("file={a},if=xen,format=raw"), &format!("file={b},if=xen,readonly=on")]), &[]).unwrap().0;
         assert_eq!(disks.len(), 2);
         assert_eq!(disks[0], DiskConfig { format: DiskFormat::Raw, ..DiskConfig::raw(&a) });
         assert_eq!(disks[1].format, DiskFormat::Qcow2, "probed");
@@ -212,11 +212,15 @@ mod tests {
     fn if_none_with_device() {
         let a = image("dev", b"x");
         let drives = s(&[&format!("file={a},if=none,id=d0,format=raw,file.locking=off")]);
-        let disks = parse_disks(&drives, &s(&["xen-disk,drive=d0,vdev=xvdc"])).unwrap();
+        let disks = parse_disks(&drives, &s(&["xen-disk,drive=d0,vdev=xvdc"])).unwrap().0;
         assert_eq!(disks, vec![DiskConfig { vdev: Some("xvdc".into()), locking: false, ..DiskConfig::raw(&a) }]);
-        let cd = parse_disks(&drives, &s(&["xen-cdrom,drive=d0"])).unwrap();
+        let cd = parse_disks(&drives, &s(&["xen-cdrom,drive=d0"])).unwrap().0;
         assert!(cd[0].cdrom && cd[0].readonly);
         assert!(parse_disks(&drives, &s(&["xen-block,drive=d0"])).is_ok());
+        // Without a -device the drive waits for QMP device_add.
+        let (disks, spare) = parse_disks(&drives, &[]).unwrap();
+        assert!(disks.is_empty());
+        assert_eq!(spare, vec![("d0".to_string(), DiskConfig { locking: false, ..DiskConfig::raw(&a) })]);
     }
 
     #[test]

@@ -109,7 +109,11 @@ impl Nics {
 
 /// Turns every `-netdev`, `-nic`, `-net` and `-device xen-net-device` into
 /// the VM's NICs (`-device` ones first, then `-nic`, then `-net`).
-pub fn parse_nics(netdevs: &[String], nics: &[String], nets: &[String], devices: &[String]) -> Result<Vec<NicConfig>, CliError> {
+/// The VM's NICs, and the `-netdev`s (id, tap) no `-device` uses (kept for
+/// QMP `device_add`).
+pub type NicsAndSpares = (Vec<NicConfig>, Vec<(String, String)>);
+
+pub fn parse_nics(netdevs: &[String], nics: &[String], nets: &[String], devices: &[String]) -> Result<NicsAndSpares, CliError> {
     let mut pool: Vec<(String, String, bool)> = Vec::new();
     for value in netdevs {
         let (id, ifname) = parse_netdev(value)?;
@@ -128,12 +132,8 @@ pub fn parse_nics(netdevs: &[String], nics: &[String], nets: &[String], devices:
         }
     }
     out.out.extend(parse_legacy(nets)?);
-    for (id, _, used) in &pool {
-        if !used {
-            tracing::warn!("-netdev id={id} is not used by any -device");
-        }
-    }
-    Ok(out.finish())
+    let spare = pool.into_iter().filter(|(_, _, used)| !used).map(|(id, ifname, _)| (id, ifname)).collect();
+    Ok((out.finish(), spare))
 }
 
 fn parse_device(value: &str, pool: &mut [(String, String, bool)]) -> Result<Pending, CliError> {
@@ -242,20 +242,22 @@ mod tests {
     fn netdev_with_device() {
         let (net, disks) = split_devices(&s(&["xen-net-device,netdev=n0,mac=52:54:00:12:34:99", "xen-disk,drive=d0"]));
         assert_eq!(disks, s(&["xen-disk,drive=d0"]));
-        let got = parse_nics(&s(&["tap,id=n0,ifname=tap0,script=no,downscript=no"]), &[], &[], &net).unwrap();
+        let got = parse_nics(&s(&["tap,id=n0,ifname=tap0,script=no,downscript=no"]), &[], &[], &net).unwrap().0;
+        let spare = parse_nics(&s(&["tap,id=n9,ifname=tap9"]), &[], &[], &[]).unwrap().1;
+        assert_eq!(spare, vec![("n9".to_string(), "tap9".to_string())]);
         assert_eq!(got, vec![nic("tap0", 0x99)]);
     }
 
     #[test]
     fn nic_and_legacy_net_default_to_xen_net_device() {
-        let got = parse_nics(&[], &s(&["tap,ifname=tap0,script=no,downscript=no", "tap,ifname=tap1,model=xen-net-device"]), &[], &[]).unwrap();
+        let got = parse_nics(&[], &s(&["tap,ifname=tap0,script=no,downscript=no", "tap,ifname=tap1,model=xen-net-device"]), &[], &[]).unwrap().0;
         assert_eq!(got, vec![nic("tap0", 0x56), nic("tap1", 0x57)]);
-        let got = parse_nics(&[], &[], &s(&["nic", "tap,ifname=tapx,script=no"]), &[]).unwrap();
+        let got = parse_nics(&[], &[], &s(&["nic", "tap,ifname=tapx,script=no"]), &[]).unwrap().0;
         assert_eq!(got, vec![nic("tapx", 0x56)]);
-        let got = parse_nics(&[], &s(&["none"]), &s(&["none"]), &[]).unwrap();
+        let got = parse_nics(&[], &s(&["none"]), &s(&["none"]), &[]).unwrap().0;
         assert!(got.is_empty());
         // A default MAC skips one given explicitly.
-        let got = parse_nics(&[], &s(&["tap,ifname=a,mac=52:54:00:12:34:56", "tap,ifname=b"]), &[], &[]).unwrap();
+        let got = parse_nics(&[], &s(&["tap,ifname=a,mac=52:54:00:12:34:56", "tap,ifname=b"]), &[], &[]).unwrap().0;
         assert_eq!(got, vec![nic("a", 0x56), nic("b", 0x57)]);
     }
 

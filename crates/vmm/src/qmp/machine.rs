@@ -4,7 +4,7 @@
 //! a guest run ended ([`VmHandle::after_shutdown`]).
 
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -14,6 +14,8 @@ use xenkvm_xenstore::server::Shared;
 
 use super::{event, GuestRequest, Machine, QmpError, RunStatus};
 use crate::builder::DOMID;
+use crate::hotplug::{DeviceRequest, Hotplug, HotplugError};
+use crate::{DiskConfig, VmConfig};
 use crate::vcpu::{GuestEnd, RunControl};
 
 /// A client that cannot take an event for this long is skipped.
@@ -56,6 +58,7 @@ impl Drop for Busy<'_> {
 pub struct VmHandle {
     name: Option<String>,
     max_bytes: u64,
+    hotplug: Arc<Hotplug>,
     state: Mutex<State>,
     changed: Condvar,
     /// Negotiated clients' sockets, for events.
@@ -63,9 +66,29 @@ pub struct VmHandle {
 }
 
 impl VmHandle {
-    pub fn new(name: Option<String>, max_bytes: u64) -> Arc<Self> {
+    pub fn new(cfg: &VmConfig) -> Arc<Self> {
         let state = State { status: RunStatus::Prelaunch, running: None, pending: None, busy: 0 };
-        Arc::new(Self { name, max_bytes, state: Mutex::new(state), changed: Condvar::new(), listeners: Mutex::new(Vec::new()) })
+        Arc::new_cyclic(|me: &Weak<VmHandle>| {
+            let me = me.clone();
+            let deleted = Box::new(move |id: &str| {
+                if let Some(vm) = me.upgrade() {
+                    vm.emit("DEVICE_DELETED", json!({ "device": id, "path": format!("/machine/peripheral/{id}") }));
+                }
+            });
+            Self {
+                name: cfg.name.clone(),
+                max_bytes: cfg.memory_bytes,
+                hotplug: Hotplug::new(cfg, deleted),
+                state: Mutex::new(state),
+                changed: Condvar::new(),
+                listeners: Mutex::new(Vec::new()),
+            }
+        })
+    }
+
+    /// The hotplug registry.
+    pub fn hotplug(&self) -> &Hotplug {
+        &self.hotplug
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -241,6 +264,25 @@ impl Machine for VmHandle {
             .map_err(|e| QmpError::generic(format!("cannot set the balloon target: {e}")))?;
         tracing::info!("QMP: balloon target {kib} KiB");
         Ok(())
+    }
+
+    fn device_add(&self, req: DeviceRequest) -> Result<(), QmpError> {
+        self.hotplug.add(req).map_err(|e| QmpError::generic(e.to_string()))
+    }
+
+    fn device_del(&self, id: &str) -> Result<(), QmpError> {
+        self.hotplug.remove(id).map_err(|e| {
+            let class = if matches!(e, HotplugError::NoDevice(_)) { "DeviceNotFound" } else { "GenericError" };
+            QmpError { class, desc: e.to_string() }
+        })
+    }
+
+    fn blockdev_add(&self, id: String, disk: DiskConfig) -> Result<(), QmpError> {
+        self.hotplug.add_drive(id, disk).map_err(|e| QmpError::generic(e.to_string()))
+    }
+
+    fn netdev_add(&self, id: String, ifname: String) -> Result<(), QmpError> {
+        self.hotplug.add_netdev(id, ifname).map_err(|e| QmpError::generic(e.to_string()))
     }
 
     fn balloon_actual(&self) -> Result<u64, QmpError> {

@@ -46,6 +46,22 @@ impl Machine for FakeMachine {
     fn balloon_actual(&self) -> Result<u64, QmpError> {
         Ok(512 << 20)
     }
+    fn device_add(&self, req: crate::hotplug::DeviceRequest) -> Result<(), QmpError> {
+        self.log(format!("add {req:?}"));
+        Ok(())
+    }
+    fn device_del(&self, id: &str) -> Result<(), QmpError> {
+        self.log(format!("del {id}"));
+        Ok(())
+    }
+    fn blockdev_add(&self, id: String, disk: crate::DiskConfig) -> Result<(), QmpError> {
+        self.log(format!("blockdev {id} {}", disk.path.display()));
+        Ok(())
+    }
+    fn netdev_add(&self, id: String, ifname: String) -> Result<(), QmpError> {
+        self.log(format!("netdev {id} {ifname}"));
+        Ok(())
+    }
 }
 
 /// Feeds `text` to a session and returns every reply.
@@ -155,6 +171,24 @@ fn queries_answer() {
     assert_eq!(names.len(), COMMANDS.len());
     assert!(names.contains(&"xen-shutdown"));
     assert_eq!(m.calls(), ["balloon 268435456"]);
+}
+
+#[test]
+fn hotplug_commands_reach_the_machine() {
+    let m = FakeMachine::default();
+    let mut s = negotiated(&m);
+    let r = talk(
+        &mut s,
+        &m,
+        r#"{"execute":"blockdev-add","arguments":{"driver":"raw","node-name":"img","file":"/tmp/x"}}
+           {"execute":"device_add","arguments":{"driver":"xen-disk","id":"d1","drive":"img"}}
+           {"execute":"netdev_add","arguments":{"type":"tap","id":"t1","ifname":"tap1"}}
+           {"execute":"device_del","arguments":{"id":"d1"}}
+           {"execute":"device_del","arguments":{"id":"d1","force":true}}"#,
+    );
+    assert!(r[..4].iter().all(|v| v.get("return").is_some()), "{r:?}");
+    assert_eq!(r[4]["error"]["desc"], "Parameter 'force' is unexpected");
+    assert_eq!(m.calls(), ["blockdev img /tmp/x", "add Disk { id: \"d1\", drive: \"img\", vdev: None, cdrom: false }", "netdev t1 tap1", "del d1"]);
 }
 
 #[test]

@@ -4,65 +4,22 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use xenkvm_xen_abi::grant_table::GTF_PERMIT_ACCESS;
-use xenkvm_xen_core::domain::Ports;
-use xenkvm_xen_core::page::SharedPage;
-use xenkvm_xen_core::ports::{BackendNotify, CallbackLine, Clock, ConsoleSink, Physmap, PhysmapError, Upcall, UpcallVia};
-use xenkvm_xen_core::DomainConfig;
 use xenkvm_xen_pv::console::{IN_CONS, IN_OFFSET, IN_PROD, OUT_OFFSET, OUT_PROD};
 use xenkvm_xen_pv::xenbus::XenbusState;
-use xenkvm_xenstore::{Message, MsgType, Quotas, Xenstore};
+use xenkvm_xenstore::{Message, MsgType};
 
 use super::*;
+use crate::test_support::{eventually, TestVm};
 use crate::vcpu::GuestEnd;
 
 const RING_GFN: u64 = 0x321;
 const GREF: u32 = 12;
 
-struct Fakes;
-impl Clock for Fakes {
-    fn guest_tsc(&self) -> u64 {
-        0
-    }
-    fn tsc_khz(&self) -> u32 {
-        1_000_000
-    }
-    fn wall_clock_ns(&self) -> u64 {
-        0
-    }
-}
-impl ConsoleSink for Fakes {
-    fn write(&self, _: &[u8]) {}
-}
-impl Physmap for Fakes {
-    fn move_overlay(&self, _: Option<u64>, _: u64, _: &SharedPage) -> Result<(), PhysmapError> {
-        Ok(())
-    }
-}
-impl Upcall for Fakes {
-    fn raise(&self, _: u32, _: UpcallVia) {}
-    fn set_line(&self, _: CallbackLine, _: bool) {}
-    fn kick(&self, _: u32) {}
-    fn timer_changed(&self, _: u32, _: Option<u64>) {}
-}
-impl BackendNotify for Fakes {
-    fn notify(&self, _: u32) {}
-}
-
 fn at(offset: usize) -> GuestAddress {
     GuestAddress((RING_GFN << 12) + offset as u64)
-}
-
-/// Polls `f` for up to five seconds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -72,16 +29,8 @@ fn second_console_carries_text_both_ways_through_a_socket() {
     let path = dir.join("hvc1.sock");
     let out = chardev::open_socket("con1", &path, false).unwrap();
 
-    let ram = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
-    let cfg = DomainConfig { xen_version: 0x40011, domid: 1, vcpus: 1, max_gfn: 0xF_FFFF, handle: [1; 16], gnttab_max_frames: 4 };
-    let f = Arc::new(Fakes);
-    let ports = Ports { clock: f.clone(), console: f.clone(), physmap: f.clone(), upcall: f.clone(), backends: f };
-    let domain = Arc::new(Mutex::new(Domain::new(cfg, ram.clone(), ports).unwrap()));
-    let mut xs = Xenstore::new(Quotas::default());
-    xs.create_domain(1);
-    let store_port = domain.lock().unwrap().alloc_unbound_for_backend().unwrap();
-    let guest = xs.introduce_domain(1, 0xFEFF8, store_port).unwrap();
-    let shared = Shared::new(xs);
+    let vm = TestVm::new();
+    let (ram, domain, shared, guest) = (vm.ram.clone(), vm.ctx.domain.clone(), vm.ctx.shared.clone(), vm.guest);
     let backend = shared.with(|xs| ConsoleBackend::create(xs, 1, 1, DomainGrants::new(domain.clone()))).unwrap();
     let front = backend.paths().frontend.clone();
     let back = backend.paths().backend.clone();

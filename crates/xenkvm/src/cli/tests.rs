@@ -166,6 +166,8 @@ fn full_linux_command_line() {
         qmp: Vec::new(),
         no_shutdown: false,
         name: None,
+        spare_drives: Vec::new(),
+        spare_netdevs: Vec::new(),
     };
     assert_eq!(cfg, expected);
 }
