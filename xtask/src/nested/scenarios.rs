@@ -5,8 +5,53 @@ use anyhow::{bail, ensure, Result};
 
 use super::initramfs::{MARK_RC, MARK_UP};
 
+/// Shell functions for scenarios that drive xenkvm over QMP and type into
+/// the guest's shell on hvc0: `start APPEND SECONDS` runs xenkvm (extra
+/// options in `$EXTRA`) with its stdin on a FIFO held as fd 3 and its output
+/// in /tmp/out.log; `await PATTERN N` waits for the Nth matching line (or
+/// xenkvm's end); `qmp CMD [ARGS]` runs one QMP command with `xenkvm qmp`;
+/// `finish` waits for xenkvm's end and sets `$RC`.
+#[macro_export]
+macro_rules! qmp_driver {
+    () => {
+        r#"trap '' PIPE
+Q=/tmp/qmp.sock
+APPEND="console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7"
+QMP_OPTS="-chardev socket,id=libxl-cmd,path=$Q,server=on,wait=off -mon chardev=libxl-cmd,mode=control"
+start() {
+  rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
+  (XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$1" $QMP_OPTS $EXTRA --timeout "$2" < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
+  RUN=$!
+  exec 3>/tmp/in
+}
+await() { i=0; while [ "$(grep -c "$1" /tmp/out.log)" -lt "$2" ] && [ $i -lt 900 ] && ! grep -q "XENKVM-L1: xenkvm rc" /tmp/out.log; do sleep 0.5; i=$((i+1)); done; }
+qmp() { echo "XENKVM-L1: qmp $* -> $(/xenkvm qmp $Q "$@" 2>&1)"; }
+finish() { await "XENKVM-L1: xenkvm rc" 1; exec 3>&-; wait $RUN; RC=$(sed -n 's/.*XENKVM-L1: xenkvm rc=//p' /tmp/out.log | tail -n 1); }
+"#
+    };
+}
+
+/// The L2 /init of QMP-driven scenarios: a distribution-like `/sbin/poweroff`
+/// (Linux's orderly poweroff runs that path, without a terminal, so it logs
+/// through /dev/kmsg), no echo, a shell on hvc0.
+#[macro_export]
+macro_rules! qmp_shell_init {
+    () => {
+        r#"echo XENKVM-L2: up
+printf '#!/bin/sh
+echo XENKVM-L2: orderly poweroff > /dev/kmsg
+exec /bin/poweroff -f
+' > /sbin/poweroff
+chmod +x /sbin/poweroff
+stty -echo 2>/dev/null
+echo XENKVM-L2: shell
+exec sh"#
+    };
+}
+
 mod console;
 mod control;
+mod hotplug;
 mod net;
 use crate::bench;
 
@@ -193,6 +238,16 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: false,
         extra_programs: &[],
         check: control::check_linux_control,
+    },
+    Scenario {
+        name: "linux-hotplug",
+        about: "two disks (-drive if=none and blockdev-add) and a NIC plugged into the running guest over QMP, used (checksum, write, ping both ways) and unplugged; the guest keeps running",
+        command: hotplug::LINUX_HOTPLUG_SCRIPT,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: hotplug::LINUX_HOTPLUG_INIT, modules: &["xen-blkfront", "xen-netfront"], extra_programs: &[] }),
+        anchor: false,
+        extra_programs: &[],
+        check: hotplug::check_linux_hotplug,
     },
     Scenario {
         name: "bench-boot",
@@ -680,6 +735,7 @@ mod tests {
                 "linux-net",
                 "linux-console",
                 "linux-control",
+                "linux-hotplug",
                 "bench-boot"
             ]
         );

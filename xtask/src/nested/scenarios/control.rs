@@ -18,31 +18,14 @@ use super::{report_status, Console};
 
 /// A shell on hvc0 with a distribution-like `/sbin/poweroff` (Linux's
 /// orderly poweroff runs that path).
-pub const LINUX_CONTROL_INIT: &str = r#"echo XENKVM-L2: up
-printf '#!/bin/sh\necho XENKVM-L2: orderly poweroff > /dev/kmsg\nexec /bin/poweroff -f\n' > /sbin/poweroff
-chmod +x /sbin/poweroff
-stty -echo 2>/dev/null
-echo XENKVM-L2: shell
-exec sh"#;
+pub const LINUX_CONTROL_INIT: &str = qmp_shell_init!();
 
-/// Drives both runs; `await` waits for the Nth line matching a pattern.
-pub const LINUX_CONTROL_SCRIPT: &str = r#"trap '' PIPE
-WATCHDOG=500
+/// Drives both runs (functions from [`qmp_driver`]).
+pub const LINUX_CONTROL_SCRIPT: &str = concat!(
+    qmp_driver!(),
+    r#"WATCHDOG=500
 ( sleep $WATCHDOG; echo "XENKVM-L1: watchdog"; killall -9 xenkvm ) &
 WD=$!
-Q=/tmp/qmp.sock
-APPEND="console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7"
-QMP_OPTS="-chardev socket,id=libxl-cmd,path=$Q,server=on,wait=off -mon chardev=libxl-cmd,mode=control"
-start() {
-  rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
-  (XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$1" $QMP_OPTS --timeout "$2" < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
-  RUN=$!
-  exec 3>/tmp/in
-}
-await() { i=0; while [ "$(grep -c "$1" /tmp/out.log)" -lt "$2" ] && [ $i -lt 900 ] && ! grep -q "XENKVM-L1: xenkvm rc" /tmp/out.log; do sleep 0.5; i=$((i+1)); done; }
-qmp() { echo "XENKVM-L1: qmp $* -> $(/xenkvm qmp $Q "$@" 2>&1)"; }
-finish() { await "XENKVM-L1: xenkvm rc" 1; exec 3>&-; wait $RUN; RC=$(sed -n 's/.*XENKVM-L1: xenkvm rc=//p' /tmp/out.log | tail -n 1); }
-
 echo "XENKVM-L1: run 1"
 start "$APPEND" 320
 await "XENKVM-L2: shell" 1
@@ -67,7 +50,8 @@ qmp xen-shutdown '{"reason":"crash"}'
 finish; rc2=$RC
 echo "XENKVM-L1: run 2 rc=$rc2"
 kill $WD 2>/dev/null
-[ "$rc1" = 0 ] && [ "$rc2" = 2 ]"#;
+[ "$rc1" = 0 ] && [ "$rc2" = 2 ]"#
+);
 
 pub fn check_linux_control(c: &Console, report: &mut Vec<String>) -> Result<()> {
     let text = c.text();
