@@ -125,7 +125,12 @@ pub(crate) fn ensure_tools() -> Result<()> {
 /// The Debian package of a host program an image carries, for installing it.
 fn package_of(program: &str) -> Option<&'static str> {
     let name = program.rsplit('/').next().unwrap_or(program);
-    name.starts_with("xenstore").then_some("xenstore-utils")
+    match name {
+        n if n.starts_with("xenstore") => Some("xenstore-utils"),
+        "mke2fs" | "e2fsck" | "debugfs" => Some("e2fsprogs"),
+        "qemu-img" => Some("qemu-utils"),
+        _ => None,
+    }
 }
 
 /// Every host program of `scenario` (L1's and L2's).

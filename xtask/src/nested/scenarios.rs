@@ -49,6 +49,7 @@ exec sh"#
     };
 }
 
+mod block;
 mod console;
 mod control;
 mod hotplug;
@@ -191,23 +192,23 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "linux-pv",
-        about: "the Debian guest reads a random raw image through xen-blkfront as xvda and writes 4 MiB back with fsync; L1 checks both checksums",
-        command: LINUX_PV_SCRIPT,
+        about: "the Debian guest on three PV disks: raw xvda read and written with fsync; ext4 on raw xvdb and qcow2 xvdc, a file written to each; L1 checks the checksums, e2fsck and debugfs both filesystems and runs qemu-img check",
+        command: block::LINUX_PV_SCRIPT,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_PV_INIT, modules: &["xen-blkfront"], extra_programs: &[] }),
+        l2: Some(L2Spec { init: block::LINUX_PV_INIT, modules: block::FS_MODULES, extra_programs: &[] }),
         anchor: false,
-        extra_programs: &[],
-        check: check_linux_pv,
+        extra_programs: block::FS_PROGRAMS,
+        check: block::check_linux_pv,
     },
     Scenario {
         name: "linux-pv-qemu",
         about: "the same disk workload under the anchor QEMU 10.2's xen-block (ANCHORS.md), for comparison",
-        command: LINUX_PV_QEMU_SCRIPT,
+        command: block::LINUX_PV_QEMU_SCRIPT,
         l1_timeout_secs: 480,
-        l2: Some(L2Spec { init: LINUX_PV_INIT, modules: &["xen-blkfront"], extra_programs: &[] }),
+        l2: Some(L2Spec { init: block::LINUX_PV_INIT, modules: block::FS_MODULES, extra_programs: &[] }),
         anchor: true,
-        extra_programs: &[],
-        check: check_linux_pv,
+        extra_programs: block::FS_PROGRAMS,
+        check: block::check_linux_pv,
     },
     Scenario {
         name: "linux-net",
@@ -418,60 +419,6 @@ poweroff -f";
 /// L1 makes an 8 MiB image of random bytes, runs the guest with it as xvda,
 /// and prints the checksums of its first half (which the guest reads) and of
 /// its second half (which the guest overwrites) after xenkvm ends.
-const LINUX_PV_SCRIPT: &str = r#"dd if=/dev/urandom of=/tmp/xvda.img bs=1048576 count=8 2>/dev/null
-echo "XENKVM-L1: head $(dd if=/tmp/xvda.img bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
-XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" -no-reboot -drive file=/tmp/xvda.img,if=xen,format=raw --timeout 400
-rc=$?
-echo "XENKVM-L1: tail $(dd if=/tmp/xvda.img bs=1048576 skip=4 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
-echo "XENKVM-L1: xenkvm rc=$rc"
-exit $rc"#;
-
-/// [`LINUX_PV_SCRIPT`] with the anchor QEMU in place of xenkvm (the guest's
-/// console is COM1 there: QEMU's PV console is not the kernel's console).
-const LINUX_PV_QEMU_SCRIPT: &str = r#"dd if=/dev/urandom of=/tmp/xvda.img bs=1048576 count=8 2>/dev/null
-echo "XENKVM-L1: head $(dd if=/tmp/xvda.img bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
-timeout -s KILL 400 /anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 no_timer_check panic=-1 loglevel=7" -drive file=/tmp/xvda.img,if=xen,format=raw
-rc=$?
-echo "XENKVM-L1: tail $(dd if=/tmp/xvda.img bs=1048576 skip=4 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
-echo "XENKVM-L1: xenkvm rc=$rc"
-exit $rc"#;
-
-/// The guest waits for xvda, checksums its first 4 MiB, writes 4 MiB of
-/// random bytes after them with fsync, drops its caches and reads them back.
-const LINUX_PV_INIT: &str = "echo XENKVM-L2: up
-i=0
-while [ ! -b /dev/xvda ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
-echo XENKVM-L2: xvda sectors $(cat /sys/block/xvda/size 2>&1)
-echo XENKVM-L2: head $(dd if=/dev/xvda bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
-dd if=/dev/urandom of=/tmp/pattern bs=1048576 count=4 2>/dev/null
-echo XENKVM-L2: pattern $(md5sum < /tmp/pattern | cut -d' ' -f1)
-dd if=/tmp/pattern of=/dev/xvda bs=1048576 seek=4 conv=fsync 2>/dev/null
-echo XENKVM-L2: write rc=$?
-sync
-echo 3 > /proc/sys/vm/drop_caches
-echo XENKVM-L2: readback $(dd if=/dev/xvda bs=1048576 skip=4 count=4 2>/dev/null | md5sum | cut -d' ' -f1)
-poweroff -f";
-
-fn check_linux_pv(c: &Console, report: &mut Vec<String>) -> Result<()> {
-    let text = c.text();
-    report.extend(c.output.iter().filter(|l| l.contains("XENKVM-L2:") || l.contains("XENKVM-L1:") || l.contains("pvblock")).cloned());
-    report_status(c, report);
-    let sum = |tag: &str| c.line_with(tag).and_then(|l| l[tag.len()..].split_whitespace().next()).map(str::to_string);
-    for bad in ["BUG:", "Oops", "Kernel panic"] {
-        ensure!(!text.contains(bad), "the guest log has {bad:?}");
-    }
-    ensure!(text.contains("XENKVM-L2: up"), "the L2 kernel did not reach its /init");
-    ensure!(text.contains("XENKVM-L2: xvda sectors 16384"), "the guest has no 8 MiB /dev/xvda");
-    let (l1_head, l2_head) = (sum("XENKVM-L1: head "), sum("XENKVM-L2: head "));
-    ensure!(l1_head.is_some() && l1_head == l2_head, "the guest read {l2_head:?} from xvda, the image holds {l1_head:?}");
-    ensure!(text.contains("XENKVM-L2: write rc=0"), "the guest's write to xvda failed");
-    let (pattern, readback, tail) = (sum("XENKVM-L2: pattern "), sum("XENKVM-L2: readback "), sum("XENKVM-L1: tail "));
-    ensure!(pattern.is_some() && pattern == readback, "the guest read back {readback:?}, wrote {pattern:?}");
-    ensure!(pattern == tail, "the image holds {tail:?} where the guest wrote {pattern:?}");
-    ensure!(c.rc == Some(0), "xenkvm exited with {:?}, not 0", c.rc);
-    Ok(())
-}
-
 /// Nodes the toolstack creates under the domain's home (default_tree.rs).
 const XENSTORE_HOME_NODES: &[&str] = &["name", "domid", "memory", "device", "control", "data"];
 
