@@ -212,7 +212,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "linux-net",
-        about: "the Debian guest's eth0 (xen-netfront) on a tap in L1: ping both ways and 16 MiB over TCP each way with checksums",
+        about: "the Debian guest's eth0 (xen-netfront) on a tap in L1: ping both ways and 100 MiB over TCP each way with checksums",
         command: net::LINUX_NET_SCRIPT,
         l1_timeout_secs: 480,
         l2: Some(L2Spec { init: net::LINUX_NET_INIT, modules: &["xen-netfront"], extra_programs: &[] }),

@@ -1,5 +1,5 @@
 //! `linux-net`: the Debian guest's eth0 (xen-netfront) on a tap in L1.
-//! The guest pings L1 and L1 pings the guest; 16 MiB of random bytes go
+//! The guest pings L1 and L1 pings the guest; 100 MiB of random bytes go
 //! each way over TCP with busybox `nc` (through GSO and checksum offload on
 //! both sides), and both ends print MD5 sums the check compares.
 
@@ -8,7 +8,7 @@ use anyhow::{ensure, Result};
 use super::{report_status, Console};
 
 /// MiB sent each way.
-pub const MIB: u32 = 16;
+pub const MIB: u32 = 100;
 
 /// L1 makes a persistent tap, serves a random file on port 5001, receives
 /// the guest's on port 5002 (a FIFO held open keeps its `nc` from closing
@@ -18,7 +18,7 @@ pub const LINUX_NET_SCRIPT: &str = r#"tunctl -t xk0 >/dev/null || echo "XENKVM-L
 ip link set lo up
 ip addr add 10.99.0.1/24 dev xk0
 ip link set xk0 up
-dd if=/dev/urandom of=/tmp/to-guest bs=1048576 count=16 2>/dev/null
+dd if=/dev/urandom of=/tmp/to-guest bs=1048576 count=100 2>/dev/null
 echo "XENKVM-L1: to-guest $(md5sum < /tmp/to-guest | cut -d' ' -f1)"
 nc -l -p 5001 < /tmp/to-guest &
 mkfifo /tmp/hold; exec 3<>/tmp/hold
@@ -49,7 +49,7 @@ read t0 rest < /proc/uptime
 nc 10.99.0.1 5001 <&3 > /tmp/got
 read t1 rest < /proc/uptime
 echo XENKVM-L2: got $(md5sum < /tmp/got | cut -d' ' -f1) bytes $(wc -c < /tmp/got) in $t0 $t1
-dd if=/dev/urandom of=/tmp/send bs=1048576 count=16 2>/dev/null
+dd if=/dev/urandom of=/tmp/send bs=1048576 count=100 2>/dev/null
 echo XENKVM-L2: sent $(md5sum < /tmp/send | cut -d' ' -f1)
 read t0 rest < /proc/uptime
 nc 10.99.0.1 5002 < /tmp/send
@@ -104,12 +104,12 @@ mod tests {
     #[test]
     fn a_good_run_passes_and_a_corrupt_transfer_fails() {
         let good = "XENKVM-NESTED: L1 up\nXENKVM-L1: to-guest aa\nXENKVM-L2: up\nXENKVM-L2: eth0 52:54:00:12:34:56\n\
-                    XENKVM-L2: ping rc=0\nXENKVM-L2: got aa bytes 16777216 in 10.0 11.0\nXENKVM-L2: sent bb\n\
-                    XENKVM-L2: send rc=0 in 20.0 24.0\nXENKVM-L1: ping guest rc=0\nXENKVM-L1: from-guest bb bytes 16777216\nXENKVM-NESTED: rc=0";
+                    XENKVM-L2: ping rc=0\nXENKVM-L2: got aa bytes 104857600 in 10.0 11.0\nXENKVM-L2: sent bb\n\
+                    XENKVM-L2: send rc=0 in 20.0 24.0\nXENKVM-L1: ping guest rc=0\nXENKVM-L1: from-guest bb bytes 104857600\nXENKVM-NESTED: rc=0";
         let c = Console::parse(&good.lines().map(str::to_string).collect::<Vec<_>>());
         let mut r = Vec::new();
         check_linux_net(&c, &mut r).unwrap();
-        assert!(r.contains(&"L1 -> guest: 16.0 MiB/s".to_string()), "{r:?}");
+        assert!(r.contains(&"L1 -> guest: 100.0 MiB/s".to_string()), "{r:?}");
         let bad = good.replace("from-guest bb", "from-guest cc");
         let c = Console::parse(&bad.lines().map(str::to_string).collect::<Vec<_>>());
         assert!(check_linux_net(&c, &mut Vec::new()).unwrap_err().to_string().contains("L1 received"));
