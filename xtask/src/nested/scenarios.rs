@@ -8,7 +8,7 @@ use super::initramfs::{MARK_RC, MARK_UP};
 /// Shell functions for scenarios that drive xenkvm over QMP and type into
 /// the guest's shell on hvc0: `start APPEND SECONDS` runs xenkvm (extra
 /// options in `$EXTRA`) with its stdin on a FIFO held as fd 3 and its output
-/// in /tmp/out.log; `await PATTERN N` waits for the Nth matching line (or
+/// in /tmp/out.log (`$MEM` MiB of RAM, default 512); `await PATTERN N` waits for the Nth matching line (or
 /// xenkvm's end); `qmp CMD [ARGS]` runs one QMP command with `xenkvm qmp`;
 /// `finish` waits for xenkvm's end and sets `$RC`.
 #[macro_export]
@@ -20,7 +20,7 @@ APPEND="console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7"
 QMP_OPTS="-chardev socket,id=libxl-cmd,path=$Q,server=on,wait=off -mon chardev=libxl-cmd,mode=control"
 start() {
   rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
-  (XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$1" $QMP_OPTS $EXTRA --timeout "$2" < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
+  (XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m ${MEM:-512} -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "$1" $QMP_OPTS $EXTRA --timeout "$2" < /tmp/in; echo "XENKVM-L1: xenkvm rc=$?") 2>&1 | tee /tmp/out.log &
   RUN=$!
   exec 3>/tmp/in
 }
@@ -49,6 +49,7 @@ exec sh"#
     };
 }
 
+mod balloon;
 mod block;
 mod console;
 mod control;
@@ -249,6 +250,16 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: false,
         extra_programs: &[],
         check: hotplug::check_linux_hotplug,
+    },
+    Scenario {
+        name: "linux-balloon",
+        about: "the host lowers memory/target by 256 MiB over QMP: the guest's MemTotal and xenkvm's RSS fall; raising it gives the memory back",
+        command: balloon::LINUX_BALLOON_SCRIPT,
+        l1_timeout_secs: 480,
+        l2: Some(L2Spec { init: balloon::LINUX_BALLOON_INIT, modules: &[], extra_programs: &[] }),
+        anchor: false,
+        extra_programs: &[],
+        check: balloon::check_linux_balloon,
     },
     Scenario {
         name: "bench-boot",
@@ -683,6 +694,7 @@ mod tests {
                 "linux-console",
                 "linux-control",
                 "linux-hotplug",
+                "linux-balloon",
                 "bench-boot"
             ]
         );
