@@ -10,8 +10,9 @@ use anyhow::{ensure, Result};
 
 use super::{report_status, Console};
 
-/// Host programs L1 needs (e2fsprogs, qemu-utils).
-pub const FS_PROGRAMS: &[&str] = &["mke2fs", "e2fsck", "debugfs", "qemu-img"];
+/// Host programs L1 needs (e2fsprogs, qemu-utils); the scripts call them by
+/// their full paths, as busybox has applets of the same names.
+pub const FS_PROGRAMS: &[&str] = &["/usr/sbin/mke2fs", "/usr/sbin/e2fsck", "/usr/sbin/debugfs", "qemu-img"];
 /// Modules, in load order: ext4 and its dependencies, then blkfront.
 pub const FS_MODULES: &[&str] = &["crc16", "mbcache", "jbd2", "ext4", "xen-blkfront"];
 
@@ -20,7 +21,7 @@ macro_rules! prepare {
     () => {
         r#"dd if=/dev/urandom of=/tmp/xvda.img bs=1048576 count=8 2>/dev/null
 echo "XENKVM-L1: head $(dd if=/tmp/xvda.img bs=1048576 count=4 2>/dev/null | md5sum | cut -d' ' -f1)"
-mke2fs -q -t ext4 -F /tmp/fs.img 64M; echo "XENKVM-L1: mke2fs rc=$?"
+/usr/sbin/mke2fs -q -t ext4 -F /tmp/fs.img 64M; echo "XENKVM-L1: mke2fs rc=$?"
 qemu-img convert -f raw -O qcow2 /tmp/fs.img /tmp/fs.qcow2; echo "XENKVM-L1: qcow2 rc=$?"
 DRIVES="-drive file=/tmp/xvda.img,if=xen,format=raw -drive file=/tmp/fs.img,if=xen,format=raw -drive file=/tmp/fs.qcow2,if=xen,format=qcow2"
 "#
@@ -36,8 +37,8 @@ qemu-img check /tmp/fs.qcow2 > /tmp/check.out 2>&1; echo "XENKVM-L1: qemu-img ch
 qemu-img convert -f qcow2 -O raw /tmp/fs.qcow2 /tmp/fs-q.img
 for f in raw:/tmp/fs.img qcow2:/tmp/fs-q.img; do
   n=${f%%:*}; img=${f#*:}
-  e2fsck -fn $img > /tmp/fsck.out 2>&1; echo "XENKVM-L1: $n fsck rc=$?"
-  debugfs -R "dump /data.bin /tmp/$n.bin" $img >/dev/null 2>&1
+  /usr/sbin/e2fsck -fn $img > /tmp/fsck.out 2>&1; echo "XENKVM-L1: $n fsck rc=$?"
+  /usr/sbin/debugfs -R "dump /data.bin /tmp/$n.bin" $img >/dev/null 2>&1
   echo "XENKVM-L1: $n data.bin $(md5sum < /tmp/$n.bin | cut -d' ' -f1)"
 done
 echo "XENKVM-L1: xenkvm rc=$rc"
