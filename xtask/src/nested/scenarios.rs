@@ -10,13 +10,14 @@ use super::initramfs::{MARK_RC, MARK_UP};
 /// options in `$EXTRA`) with its stdin on a FIFO held as fd 3 and its output
 /// in /tmp/out.log (`$MEM` MiB of RAM, default 512); `await PATTERN N` waits for the Nth matching line (or
 /// xenkvm's end); `qmp CMD [ARGS]` runs one QMP command with `xenkvm qmp`;
-/// `finish` waits for xenkvm's end and sets `$RC`.
+/// `finish` waits for xenkvm's end and sets `$RC`. The kernel logs to hvc0
+/// only, so its lines do not interleave with a serial copy.
 #[macro_export]
 macro_rules! qmp_driver {
     () => {
         r#"trap '' PIPE
 Q=/tmp/qmp.sock
-APPEND="console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7"
+APPEND="console=hvc0 no_timer_check panic=-1 loglevel=7"
 QMP_OPTS="-chardev socket,id=libxl-cmd,path=$Q,server=on,wait=off -mon chardev=libxl-cmd,mode=control"
 start() {
   rm -f /tmp/in /tmp/out.log; mkfifo /tmp/in; : > /tmp/out.log
