@@ -4,6 +4,7 @@
 //! waits for the guest to stop, and maps how it stopped to an exit status.
 
 mod acpi;
+mod balloon;
 mod builder;
 mod chardev;
 pub mod config;

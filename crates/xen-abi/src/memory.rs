@@ -48,3 +48,46 @@ pub struct CompatXenAddToPhysmap {
     pub idx: u32,
     pub gpfn: u32,
 }
+
+/// Where `XENMEM_{increase,decrease}_reservation` and `populate_physmap`
+/// resume: the extent index is kept in the command's upper bits.
+pub const MEMOP_EXTENT_SHIFT: u32 = 6;
+
+/// `struct xen_memory_reservation`, 64-bit ABI (32 bytes).
+#[doc(alias = "xen_memory_reservation")]
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct XenMemoryReservation {
+    /// Guest handle (virtual address) of an array of `xen_pfn_t` (u64).
+    pub extent_start: u64,
+    pub nr_extents: u64,
+    pub extent_order: u32,
+    pub mem_flags: u32,
+    pub domid: u16,
+    pub _pad: [u8; 6],
+}
+
+/// `struct xen_memory_reservation`, 32-bit ABI (20 bytes; `xen_pfn_t` is u32).
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CompatXenMemoryReservation {
+    pub extent_start: u32,
+    pub nr_extents: u32,
+    pub extent_order: u32,
+    pub mem_flags: u32,
+    pub domid: u16,
+    pub _pad: [u8; 2],
+}
+
+#[cfg(test)]
+mod reservation_layout {
+    use super::*;
+
+    #[test]
+    fn sizes_match_the_c_layouts() {
+        assert_eq!(std::mem::size_of::<XenMemoryReservation>(), 32);
+        assert_eq!(std::mem::size_of::<CompatXenMemoryReservation>(), 20);
+        assert_eq!(std::mem::offset_of!(XenMemoryReservation, domid), 24);
+        assert_eq!(std::mem::offset_of!(CompatXenMemoryReservation, domid), 16);
+    }
+}

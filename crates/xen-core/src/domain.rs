@@ -77,6 +77,10 @@ pub struct Domain {
     reported: HashSet<(u64, u64)>,
     /// Event channels, VIRQ bindings, upcall routing and Xen timers.
     pub(crate) events: EventState,
+    /// RAM frames the guest gave back (balloon), not populated again.
+    pub(crate) released: std::collections::BTreeSet<u64>,
+    /// Frees the host memory of released frames, where the host offers it.
+    pub(crate) ram_control: Option<Arc<dyn crate::ports::RamControl>>,
 }
 
 impl Domain {
@@ -105,9 +109,16 @@ impl Domain {
             kernel_callback_vector: false,
             reported: HashSet::new(),
             events: EventState::new(cfg_vcpus),
+            released: std::collections::BTreeSet::new(),
+            ram_control: None,
         };
         domain.init_shared_info();
         Ok(domain)
+    }
+
+    /// Lets the balloon give host memory back.
+    pub fn set_ram_control(&mut self, rc: Arc<dyn crate::ports::RamControl>) {
+        self.ram_control = Some(rc);
     }
 
     pub fn config(&self) -> &DomainConfig {

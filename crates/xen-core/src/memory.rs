@@ -11,6 +11,8 @@ use crate::page::SharedPage;
 use crate::guest::GuestView;
 use crate::hypercall::HypercallRequest;
 
+pub mod reservation;
+
 impl Domain {
     pub(crate) fn memory_op(&mut self, req: &HypercallRequest) -> Result<i64, XenErrno> {
         let cmd = req.arg(0) & MEMOP_CMD_MASK;
@@ -25,6 +27,9 @@ impl Domain {
                 };
                 self.add_to_physmap(&xatp)
             }
+            XENMEM_DECREASE_RESERVATION | XENMEM_INCREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => self.reservation_op(req, cmd),
+            XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => self.reservation_query(req, cmd),
+            XENMEM_MAXIMUM_RAM_PAGE => Ok(self.maximum_ram_page()),
             _ => {
                 self.report_unknown(HYPERVISOR_MEMORY_OP, cmd, "memory_op sub-op");
                 Err(XenErrno::Enosys)

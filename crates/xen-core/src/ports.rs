@@ -129,3 +129,20 @@ pub trait KernelTime: Send + Sync {
     /// The guest turned the `runstate_update_flag` vm_assist on or off.
     fn runstate_update_flag(&self, _on: bool) {}
 }
+
+/// Giving guest RAM back to the host (the balloon). Without it the core
+/// still keeps the accounts, but the host memory stays allocated.
+pub trait RamControl: Send + Sync {
+    /// Frees the host memory behind guest frames `gfn .. gfn + count`; the
+    /// guest reads zeros there if it touches them again.
+    fn release(&self, gfn: u64, count: u64) -> Result<(), RamError>;
+}
+
+/// Host memory that could not be given back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot release guest frames {gfn:#x}+{count}: {reason}")]
+pub struct RamError {
+    pub gfn: u64,
+    pub count: u64,
+    pub reason: String,
+}

@@ -288,7 +288,7 @@ impl Machine for VmHandle {
     fn balloon_actual(&self) -> Result<u64, QmpError> {
         let s = self.lock();
         let r = s.running.as_ref().ok_or_else(|| QmpError::generic("the guest is not running"))?;
-        let _d = r.domain.lock().map_err(|_| QmpError::generic("Xen state lock poisoned"))?;
-        Err(QmpError::generic("balloon accounting is not available yet"))
+        let d = r.domain.lock().map_err(|_| QmpError::generic("Xen state lock poisoned"))?;
+        Ok(d.current_pages() * 4096)
     }
 }

@@ -8,6 +8,7 @@ mod gnttab;
 mod hypercalls;
 mod kernel_events;
 mod kernel_runstate;
+mod memory;
 mod paging;
 mod timer;
 mod upcall;
