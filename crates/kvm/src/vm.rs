@@ -173,6 +173,15 @@ impl Physmap for KvmVm {
         }
         Ok(())
     }
+
+    fn remove_overlay(&self, gfn: u64) -> std::result::Result<(), PhysmapError> {
+        let err = |reason: String| PhysmapError::MapOverlay { gfn, reason };
+        let mut slots = self.slots.lock().map_err(|_| err("slot table poisoned".into()))?;
+        if slots.overlays.remove(&gfn).is_some() {
+            self.apply(&mut slots).map_err(|e| err(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

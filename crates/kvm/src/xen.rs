@@ -254,6 +254,14 @@ impl KernelTime for XenTimeAttrs {
         self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, AttrValue::Gpa(gpa))
     }
 
+    fn forget_vcpu(&self, vcpu: u32) {
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO, AttrValue::Gpa(None));
+        self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_VCPU_TIME_INFO, AttrValue::Gpa(None));
+        if self.vm.caps.xen_hvm & kvm_bindings::KVM_XEN_HVM_CONFIG_RUNSTATE != 0 {
+            self.queue(vcpu, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, AttrValue::Gpa(None));
+        }
+    }
+
     fn runstate_update_flag(&self, on: bool) {
         if self.vm.caps.xen_hvm & kvm_bindings::KVM_XEN_HVM_CONFIG_RUNSTATE_UPDATE_FLAG == 0 {
             return;

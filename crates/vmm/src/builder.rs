@@ -70,6 +70,8 @@ pub struct Signals {
     pub backends: Arc<Backends>,
     /// The callback GSI/INTx line is asserted (vCPU 0 re-checks it after exits).
     pub line_asserted: Arc<AtomicBool>,
+    /// Counts the guest's soft resets (xenstored resets the guest's connection).
+    pub soft_resets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A VM ready to run.

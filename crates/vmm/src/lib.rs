@@ -149,9 +149,8 @@ fn outcome(end: GuestEnd, timeout: Option<Duration>) -> Result<RunOutcome, VmmEr
         GuestEnd::Shutdown(ShutdownReason::Reboot) => (POWEROFF, "guest rebooted; exiting (-no-reboot)".into()),
         GuestEnd::Shutdown(ShutdownReason::Crash) => (CRASH, "guest crashed".into()),
         GuestEnd::Shutdown(ShutdownReason::Watchdog) => (WATCHDOG, "guest watchdog fired".into()),
-        GuestEnd::Shutdown(ShutdownReason::SoftReset) => {
-            (UNSUPPORTED_SHUTDOWN, "guest asked for a soft reset, which is not supported yet".into())
-        }
+        // Served in place by the vCPU (vcpu::Handler::soft_reset); not an end.
+        GuestEnd::Shutdown(ShutdownReason::SoftReset) => (UNSUPPORTED_SHUTDOWN, "guest soft reset ended the run".into()),
         GuestEnd::Shutdown(ShutdownReason::Other(code)) => {
             (UNSUPPORTED_SHUTDOWN, format!("guest shut down with unknown reason code {code}"))
         }
@@ -188,6 +187,7 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
             signals: vm.signals.clone(),
             time_attrs: vm.time_attrs.clone(),
             kicker: vm.kicker.clone(),
+            keep_ports: [vm.special.xenstore_port, vm.special.console_port],
         };
         let t = std::thread::Builder::new()
             .name(format!("vcpu{}", vcpu.id))
@@ -211,7 +211,7 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
         .name("pvconsole".into())
         .spawn(move || console.run())
         .map_err(VmmError::SpawnThread)?;
-    let store = xenstored::Xenstored::new(cfg, &vm.special, vm.signals.backends.clone())?;
+    let store = xenstored::Xenstored::new(cfg, &vm.special, vm.signals.backends.clone(), vm.signals.soft_resets.clone())?;
     let disk_context = pvblock::Context {
         domain: vm.domain.clone(),
         shared: store.shared(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xenkvm_devices::ioapic::Ioapic;
 
-use crate::builder::Signals;
+use crate::builder::{Signals, CONSOLE_GFN, XENSTORE_GFN};
 use xenkvm_kvm::kick::VcpuKicker;
 use xenkvm_kvm::xen::XenTimeAttrs;
 use xenkvm_devices::{MmioBus, PioBus};
@@ -94,6 +94,9 @@ pub struct Handler {
     pub signals: Signals,
     pub time_attrs: Option<Arc<XenTimeAttrs>>,
     pub kicker: Arc<VcpuKicker>,
+    /// Backend ports of the toolstack's xenstore and console channels, which
+    /// survive a soft reset.
+    pub keep_ports: [u32; 2],
 }
 
 impl Handler {
@@ -109,6 +112,24 @@ impl Handler {
 
     /// Blocks the calling vCPU (without holding the domain lock) until the wait
     /// is over, then completes the hypercall.
+    /// SHUTDOWN_soft_reset (kexec): the Xen state is reset as a toolstack
+    /// does it, and the guest carries on (the hypercall returns 0).
+    fn soft_reset(&mut self) -> Option<i64> {
+        let mut d = self.domain()?;
+        if let Err(e) = d.soft_reset(&self.keep_ports) {
+            drop(d);
+            self.control.finish(GuestEnd::Fatal(format!("soft reset failed: {e}")));
+            return None;
+        }
+        if let Err(e) = d.seed_reserved(Some(CONSOLE_GFN), Some(XENSTORE_GFN)) {
+            tracing::warn!("soft reset: cannot re-seed the reserved grants: {e:?}");
+        }
+        drop(d);
+        self.signals.soft_resets.fetch_add(1, Ordering::AcqRel);
+        self.signals.backends.signal.notify();
+        Some(0)
+    }
+
     fn wait(&mut self, req: &HypercallRequest, wait: &Wait) -> Option<i64> {
         loop {
             if self.control.stopping() {
@@ -159,6 +180,7 @@ impl ExitHandler for Handler {
         match outcome {
             Outcome::Return(v) => Some(v),
             Outcome::Wait(w) => self.wait(req, &w),
+            Outcome::Shutdown(ShutdownReason::SoftReset) => self.soft_reset(),
             Outcome::Shutdown(r) => {
                 self.control.finish(GuestEnd::Shutdown(r));
                 None

@@ -42,6 +42,10 @@ impl RingMemory for Page<'_> {
 pub struct Xenstored {
     shared: Arc<Shared>,
     ring: XenstoreRing,
+    /// The guest's connection.
+    conn: xenkvm_xenstore::ConnId,
+    /// The guest's soft resets seen so far.
+    soft_resets: (Arc<AtomicU64>, u64),
     page: Arc<SharedPage>,
     port: u32,
     /// Counts store activity that produced output (a change a backend may
@@ -56,7 +60,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 impl Xenstored {
     /// Builds the domain's tree and introduces it, as a toolstack does.
-    pub fn new(cfg: &VmConfig, special: &SpecialPages, backends: Arc<Backends>) -> Result<Self, VmmError> {
+    pub fn new(cfg: &VmConfig, special: &SpecialPages, backends: Arc<Backends>, soft_resets: Arc<AtomicU64>) -> Result<Self, VmmError> {
         let mut xs = Xenstore::new(Quotas::default());
         let mut tree = DomainTree::new(u32::from(DOMID), cfg.name.as_deref().unwrap_or("xenkvm-guest"), cfg.memory_bytes / 1024);
         tree.vcpus = cfg.vcpus;
@@ -87,7 +91,8 @@ impl Xenstored {
                 None
             }
         };
-        Ok(Self { shared, ring, page: special.xenstore.clone(), port: special.xenstore_port, changes, _socket: socket })
+        let soft_resets = (soft_resets, 0);
+        Ok(Self { shared, ring, conn, soft_resets, page: special.xenstore.clone(), port: special.xenstore_port, changes, _socket: socket })
     }
 
     /// The store, for the backends' own nodes.
@@ -100,10 +105,28 @@ impl Xenstored {
         self.changes.clone()
     }
 
+    /// After the guest's soft reset (kexec): its watches, transactions and
+    /// queued replies go, and the ring transport starts afresh, as a
+    /// toolstack's release and introduce would do.
+    fn after_soft_reset(&mut self) {
+        let now = self.soft_resets.0.load(Ordering::Acquire);
+        if now == self.soft_resets.1 {
+            return;
+        }
+        self.soft_resets.1 = now;
+        let (conn, page) = (self.conn, &self.page);
+        self.ring = self.shared.with(|xs| {
+            xs.reset_connection(conn);
+            XenstoreRing::new(xs, conn, &Page(page))
+        });
+        tracing::info!("xenstore: the guest's connection was reset (soft reset)");
+    }
+
     /// Serves the ring until the VM stops.
     pub fn run(mut self, domain: Arc<Mutex<Domain>>, backends: Arc<Backends>, control: Arc<RunControl>) {
         let port = self.port;
         serve_backend(port, &domain, &backends, &control, POLL, || {
+            self.after_soft_reset();
             let mut notify = false;
             loop {
                 let (ring, page) = (&mut self.ring, &self.page);

@@ -30,6 +30,7 @@ pub mod page;
 pub mod paging;
 pub mod phys;
 pub mod ports;
+pub mod reset;
 pub mod sched;
 pub mod shared_info;
 pub mod special;

@@ -33,6 +33,10 @@ pub trait Physmap: Send + Sync {
     /// Makes guest frame `gfn` show `page` (an anonymous host mapping, 4 KiB).
     /// A previous overlay at `old_gfn` (if any) is removed and RAM under it restored.
     fn move_overlay(&self, old_gfn: Option<u64>, gfn: u64, page: &crate::page::SharedPage) -> Result<(), PhysmapError>;
+    /// Removes the overlay at `gfn`, restoring the RAM (if any) under it.
+    fn remove_overlay(&self, _gfn: u64) -> Result<(), PhysmapError> {
+        Ok(())
+    }
 }
 
 /// How an event-channel upcall reaches a vCPU.
@@ -128,6 +132,8 @@ pub trait KernelTime: Send + Sync {
     fn runstate_now(&self, _vcpu: u32, _state: i32) {}
     /// The guest turned the `runstate_update_flag` vm_assist on or off.
     fn runstate_update_flag(&self, _on: bool) {}
+    /// A soft reset: the kernel forgets `vcpu`'s vcpu_info, time and runstate areas.
+    fn forget_vcpu(&self, _vcpu: u32) {}
 }
 
 /// Giving guest RAM back to the host (the balloon). Without it the core

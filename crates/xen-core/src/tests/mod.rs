@@ -9,6 +9,7 @@ mod hypercalls;
 mod kernel_events;
 mod kernel_runstate;
 mod memory;
+mod reset;
 mod paging;
 mod timer;
 mod upcall;
