@@ -129,6 +129,7 @@ fn package_of(program: &str) -> Option<&'static str> {
         n if n.starts_with("xenstore") => Some("xenstore-utils"),
         "mke2fs" | "e2fsck" | "debugfs" => Some("e2fsprogs"),
         "qemu-img" => Some("qemu-utils"),
+        "kexec" => Some("kexec-tools"),
         _ => None,
     }
 }

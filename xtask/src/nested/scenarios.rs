@@ -234,10 +234,10 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "linux-control",
-        about: "host requests over QMP reach the guest through xenstore: suspend (acknowledged, cancelled), reboot, system_powerdown (exit 0), and crash via sysrq (exit 2)",
+        about: "host requests over QMP reach the guest through xenstore: suspend (acknowledged, cancelled), reboot, system_powerdown (exit 0), and crash via sysrq (exit 2); kexec soft-resets the domain and the new kernel runs",
         command: control::LINUX_CONTROL_SCRIPT,
         l1_timeout_secs: 540,
-        l2: Some(L2Spec { init: control::LINUX_CONTROL_INIT, modules: &[], extra_programs: &[] }),
+        l2: Some(L2Spec { init: control::LINUX_CONTROL_INIT, modules: &["xen-blkfront"], extra_programs: &["/usr/sbin/kexec"] }),
         anchor: false,
         extra_programs: &[],
         check: control::check_linux_control,

@@ -4,7 +4,9 @@
 //!
 //! Run 1: `xen-shutdown suspend` is acknowledged (xenkvm cancels the suspend,
 //! as it cannot save a guest) and the guest's shell still answers;
-//! `xen-shutdown reboot` brings the guest back; `system_powerdown` makes it
+//! `xen-shutdown reboot` brings the guest back; the guest kexecs into the same
+//! kernel (read from a PV disk), which soft-resets the domain, and comes up
+//! again as a Xen guest; `system_powerdown` makes it
 //! run its `/sbin/poweroff` (which logs through `/dev/kmsg`, as it runs
 //! without a terminal) and xenkvm exits 0. Run 2: `xen-shutdown crash`
 //! (`control/sysrq` = `c`, which the guest must allow: `sysrq_always_enabled`
@@ -26,7 +28,9 @@ pub const LINUX_CONTROL_SCRIPT: &str = concat!(
     r#"WATCHDOG=500
 ( sleep $WATCHDOG; echo "XENKVM-L1: watchdog"; killall -9 xenkvm ) &
 WD=$!
+tar cf /tmp/kx.tar -C /l2 vmlinuz initrd.gz
 echo "XENKVM-L1: run 1"
+EXTRA="-drive file=/tmp/kx.tar,if=xen,format=raw,readonly=on"
 start "$APPEND" 320
 await "XENKVM-L2: shell" 1
 qmp query-status
@@ -39,11 +43,16 @@ qmp xen-shutdown '{"reason":"reboot"}'
 await "XENKVM-L2: shell" 2
 echo 'echo XENKVM-L2: second boot' >&3
 await "XENKVM-L2: second boot" 1
+echo 'i=0; while [ ! -b /dev/xvda ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; mkdir -p /tmp/kx; tar xf /dev/xvda -C /tmp/kx && kexec -l /tmp/kx/vmlinuz --initrd=/tmp/kx/initrd.gz --append="$(cat /proc/cmdline)" && echo XENKVM-L2: kexec loaded && kexec -e; echo XENKVM-L2: kexec failed rc=$?' >&3
+await "XENKVM-L2: shell" 3
+echo 'echo XENKVM-L2: after kexec $(cat /sys/hypervisor/type) $(grep -c xen /proc/interrupts)' >&3
+await "XENKVM-L2: after kexec" 1
 qmp system_powerdown
 finish; rc1=$RC
 echo "XENKVM-L1: run 1 rc=$rc1"
 
 echo "XENKVM-L1: run 2"
+EXTRA=""
 start "$APPEND xen_legacy_crash sysrq_always_enabled" 170
 await "XENKVM-L2: shell" 1
 qmp xen-shutdown '{"reason":"crash"}'
@@ -67,6 +76,9 @@ pub fn check_linux_control(c: &Console, report: &mut Vec<String>) -> Result<()> 
     ensure!(text.contains("XENKVM-L2: alive after suspend"), "the guest's shell did not answer after the suspend");
     ensure!(text.contains("guest reset (Shutdown(Reboot))"), "the host's reboot request did not reboot the guest");
     ensure!(text.contains("XENKVM-L2: second boot"), "the guest did not come back after the reboot");
+    ensure!(text.contains("XENKVM-L2: kexec loaded"), "the guest could not load a kernel for kexec");
+    ensure!(text.contains("domain soft reset"), "kexec did not soft-reset the domain");
+    ensure!(text.contains("XENKVM-L2: after kexec xen"), "the guest did not come back as a Xen guest after kexec");
     ensure!(text.contains("XENKVM-L2: orderly poweroff"), "system_powerdown did not reach the guest's poweroff");
     ensure!(text.contains("XENKVM-L1: run 1 rc=0"), "run 1 did not end with status 0");
     ensure!(text.contains("sysrq: Trigger a crash"), "the crash request did not reach the guest's sysrq");
@@ -84,7 +96,7 @@ mod tests {
         XENKVM-L1: qmp query-status -> {\"running\":true,\"status\":\"running\"}\n\
         WARN guest asked to suspend; not supported, resuming it at once (suspend cancelled)\n\
         XENKVM-L2: alive after suspend\nINFO guest reset (Shutdown(Reboot)): restarting it\n\
-        XENKVM-L2: second boot\nXENKVM-L2: orderly poweroff\nXENKVM-L1: run 1 rc=0\n\
+        XENKVM-L2: second boot\nXENKVM-L2: kexec loaded\nINFO domain soft reset: ...\nXENKVM-L2: after kexec xen 4\nXENKVM-L2: orderly poweroff\nXENKVM-L1: run 1 rc=0\n\
         sysrq: Trigger a crash\nxenkvm: guest crashed\nXENKVM-L1: run 2 rc=2\nXENKVM-NESTED: rc=0";
 
     fn console(text: &str) -> Console {
