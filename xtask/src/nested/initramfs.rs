@@ -86,8 +86,7 @@ pub fn l2_archive(settings: &Settings, body: &str, modules: &[&str], files: &[(S
     }
     for m in modules {
         ensure!(!m.contains('/') && !m.is_empty(), "bad module name {m:?}");
-        let host = settings.l2_modules().join(format!("{m}.ko"));
-        ensure!(host.is_file(), "L2 module {m} not found: {} is missing", host.display());
+        let host = super::l2mods::module_path(settings, m)?;
         a.host_file(&format!("/modules/{m}.ko"), &host)?;
     }
     Ok(a)

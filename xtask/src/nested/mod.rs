@@ -3,6 +3,7 @@
 //! (`../shared/docs/NESTED-KVM.md`, `docs/nested.md`).
 
 pub mod cpio;
+pub mod l2mods;
 pub mod initramfs;
 pub mod qemu;
 pub mod scenarios;

@@ -13,8 +13,9 @@ use super::{report_status, Console};
 /// Host programs L1 needs (e2fsprogs, qemu-utils); the scripts call them by
 /// their full paths, as busybox has applets of the same names.
 pub const FS_PROGRAMS: &[&str] = &["/usr/sbin/mke2fs", "/usr/sbin/e2fsck", "/usr/sbin/debugfs", "qemu-img"];
-/// Modules, in load order: ext4 and its dependencies, then blkfront.
-pub const FS_MODULES: &[&str] = &["crc16", "mbcache", "jbd2", "ext4", "xen-blkfront"];
+/// Modules, in load order: ext4 and its dependencies (crc32c_generic comes
+/// from the kernel's Debian package, see `l2mods`), then blkfront.
+pub const FS_MODULES: &[&str] = &["crc32c_generic", "crc16", "mbcache", "jbd2", "ext4", "xen-blkfront"];
 
 /// The images, before the VMM runs.
 macro_rules! prepare {
