@@ -6,6 +6,7 @@
 pub mod acpi_pm;
 pub mod bus;
 pub mod clock;
+pub mod fuzzing;
 pub mod ioapic;
 pub mod pci;
 pub mod pit;

@@ -89,6 +89,11 @@ impl PlatformPorts {
         Self { state, log: Vec::new() }
     }
 
+    /// Bytes of the guest's log line not yet flushed.
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
     fn log_byte(&mut self, b: u8) {
         if b == b'\n' || self.log.len() >= LOG_LINE_MAX {
             let line: String = self.log.drain(..).map(|c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '.' }).collect();
