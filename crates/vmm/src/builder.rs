@@ -35,8 +35,6 @@ use crate::console::HypervisorConsole;
 use crate::vcpu::RunControl;
 use crate::{HypercallPath, KernelSource, VmConfig, VmmError};
 
-/// The domain id the guest sees; QEMU also gives an emulated Xen guest 1.
-pub const DOMID: u16 = 1;
 /// Port 0x80 (POST codes): a no-op device, also the bare exit of the benchmark.
 const POST_PORT: u16 = 0x80;
 
@@ -162,7 +160,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
 
     let dcfg = DomainConfig {
         xen_version: cfg.accel.xen_version,
-        domid: DOMID,
+        domid: cfg.domid,
         vcpus: cfg.vcpus,
         max_gfn: max_gfn(),
         handle: *b"xenkvm-domain-01",
@@ -180,7 +178,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     };
     let ports = Ports {
         clock: Arc::new(clock),
-        console: Arc::new(HypervisorConsole::new(DOMID)),
+        console: Arc::new(HypervisorConsole::new(cfg.domid)),
         physmap: kvm.clone(),
         upcall: Arc::new(upcall),
         backends: signals.backends.clone(),

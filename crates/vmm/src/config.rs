@@ -16,6 +16,10 @@ pub const DEFAULT_XEN_VERSION: u32 = 0x40011;
 pub const DEFAULT_GNTTAB_MAX_FRAMES: u32 = 64;
 /// Default PIRQ count (`xen-evtchn-max-pirq`).
 pub const DEFAULT_EVTCHN_MAX_PIRQ: u32 = 256;
+/// The guest's domain id unless `-xen-domid` says otherwise.
+pub const DEFAULT_DOMID: u16 = 1;
+/// Highest domain id a guest may have (Xen's `DOMID_FIRST_RESERVED` - 1).
+pub const MAX_DOMID: u16 = 0x7FEF;
 
 /// How the guest's interrupt controller is split between KVM and the VMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +167,8 @@ pub struct VmConfig {
     pub no_shutdown: bool,
     /// `-name`: the guest's name in the store and in QMP.
     pub name: Option<String>,
+    /// `-xen-domid`: the guest's domain id (default 1, as QEMU's Xen emulation).
+    pub domid: u16,
     /// `-drive if=none,id=ID` images no `-device` uses: QMP `device_add` may plug them.
     pub spare_drives: Vec<(String, DiskConfig)>,
     /// `-netdev` taps (id, ifname) no `-device` uses: QMP `device_add` may plug them.
@@ -206,6 +212,8 @@ pub enum ConfigError {
     NoSuchChardev(String),
     #[error("more than {MAX_CONSOLES} consoles")]
     TooManyConsoles,
+    #[error("domain id {0} is out of range (1 to {MAX_DOMID}; 0 is dom0, which xenkvm plays itself)")]
+    Domid(u16),
 }
 
 /// Most PV consoles a VM may have (hvc0 and 15 xenbus consoles).
@@ -251,6 +259,7 @@ impl VmConfig {
             qmp: Vec::new(),
             no_shutdown: false,
             name: None,
+            domid: DEFAULT_DOMID,
             spare_drives: Vec::new(),
             spare_netdevs: Vec::new(),
         }
@@ -258,6 +267,9 @@ impl VmConfig {
 
     /// Checks every value against what the VMM can run.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.domid == 0 || self.domid > MAX_DOMID {
+            return Err(ConfigError::Domid(self.domid));
+        }
         let mib = 1u64 << 20;
         if self.memory_bytes < 16 * mib || self.memory_bytes > (1 << 40) || !self.memory_bytes.is_multiple_of(mib) {
             return Err(ConfigError::MemorySize(self.memory_bytes));

@@ -213,6 +213,7 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
         .map_err(VmmError::SpawnThread)?;
     let store = xenstored::Xenstored::new(cfg, &vm.special, vm.signals.backends.clone(), vm.signals.soft_resets.clone())?;
     let disk_context = pvblock::Context {
+        domid: u32::from(cfg.domid),
         domain: vm.domain.clone(),
         shared: store.shared(),
         changes: store.changes(),

@@ -14,7 +14,6 @@ use xenkvm_xen_pv::blkback::{BlockBackend, BlockDevice, DiskOptions};
 use xenkvm_xen_pv::grants::DomainGrants;
 use xenkvm_xenstore::server::Shared;
 
-use crate::builder::DOMID;
 use crate::events::{Backends, StoreRecheck};
 use crate::hotplug::{DeviceLife, Unplugging};
 use crate::vcpu::RunControl;
@@ -51,6 +50,8 @@ pub fn open_disks(cfg: &VmConfig) -> Result<OpenDisks, VmmError> {
 /// What every backend thread shares.
 #[derive(Clone)]
 pub struct Context {
+    /// The guest's domain id.
+    pub domid: u32,
     pub domain: Arc<Mutex<Domain>>,
     pub shared: Arc<Shared>,
     pub changes: Arc<AtomicU64>,
@@ -75,7 +76,7 @@ pub fn spawn_disk(
     let name = format!("blk-{}", opts.vdev);
     let backend = ctx
         .shared
-        .with(|xs| BlockBackend::create(xs, u32::from(DOMID), opts, device, grants))
+        .with(|xs| BlockBackend::create(xs, ctx.domid, opts, device, grants))
         .map_err(|e| VmmError::Internal(format!("disk xenstore set-up: {e}")))?;
     let worker = Worker {
         backend,

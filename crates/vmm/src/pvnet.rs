@@ -15,7 +15,6 @@ use xenkvm_xen_pv::netback::{Delivery, NetBackend, Offload, VifOptions};
 use xenkvm_xen_pv::netif::format_mac;
 use xenkvm_xenstore::server::Shared;
 
-use crate::builder::DOMID;
 use crate::events::{Backends, StoreRecheck};
 use crate::hotplug::{DeviceLife, Unplugging};
 use crate::tap::{Tap, MAX_READ};
@@ -71,7 +70,7 @@ pub fn spawn_nic(opts: VifOptions, tap: Tap, ctx: &Context, life: Option<Arc<Dev
     let grants = DomainGrants::new(ctx.domain.clone());
     let backend = ctx
         .shared
-        .with(|xs| NetBackend::create(xs, u32::from(DOMID), opts, Box::new(tap), grants))
+        .with(|xs| NetBackend::create(xs, ctx.domid, opts, Box::new(tap), grants))
         .map_err(|e| VmmError::Internal(format!("NIC xenstore set-up: {e}")))?;
     let inbox = Arc::new(Inbox::default());
     let reader = Reader {

@@ -68,6 +68,7 @@ impl TestVm {
         let store_port = domain.lock().unwrap().alloc_unbound_for_backend().unwrap();
         let guest = xs.introduce_domain(1, 0xFEFF8, store_port).unwrap();
         let ctx = Context {
+            domid: 1,
             domain,
             shared: Shared::new(xs),
             changes: Arc::new(AtomicU64::new(0)),

@@ -17,7 +17,7 @@ use xenkvm_xen_pv::grants::DomainGrants;
 use xenkvm_xen_pv::xenbus::run_handshake_on;
 use xenkvm_xenstore::server::Shared;
 
-use crate::builder::{Com1, DOMID};
+use crate::builder::Com1;
 use crate::chardev::{self, Chardev};
 use crate::events::{Backends, StoreRecheck};
 use crate::pvblock::Context;
@@ -65,7 +65,7 @@ pub fn start(cfg: &VmConfig, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmEr
         let grants = DomainGrants::new(ctx.domain.clone());
         let backend = ctx
             .shared
-            .with(|xs| ConsoleBackend::create(xs, u32::from(DOMID), devid, grants))
+            .with(|xs| ConsoleBackend::create(xs, ctx.domid, devid, grants))
             .map_err(|e| VmmError::Internal(format!("console {devid} xenstore set-up: {e}")))?;
         let worker = Worker {
             backend,

@@ -13,7 +13,7 @@ use xenkvm_xenstore::ring::{RingMemory, XenstoreRing};
 use xenkvm_xenstore::server::{Shared, SocketServer};
 use xenkvm_xenstore::{Quotas, Xenstore};
 
-use crate::builder::{SpecialPages, CONSOLE_GFN, DOMID, XENSTORE_GFN};
+use crate::builder::{SpecialPages, CONSOLE_GFN, XENSTORE_GFN};
 use crate::events::{serve_backend, Backends};
 use crate::vcpu::RunControl;
 use crate::{VmConfig, VmmError};
@@ -62,13 +62,13 @@ impl Xenstored {
     /// Builds the domain's tree and introduces it, as a toolstack does.
     pub fn new(cfg: &VmConfig, special: &SpecialPages, backends: Arc<Backends>, soft_resets: Arc<AtomicU64>) -> Result<Self, VmmError> {
         let mut xs = Xenstore::new(Quotas::default());
-        let mut tree = DomainTree::new(u32::from(DOMID), cfg.name.as_deref().unwrap_or("xenkvm-guest"), cfg.memory_bytes / 1024);
+        let mut tree = DomainTree::new(u32::from(cfg.domid), cfg.name.as_deref().unwrap_or("xenkvm-guest"), cfg.memory_bytes / 1024);
         tree.vcpus = cfg.vcpus;
         tree.store = Some((special.xenstore_guest_port, XENSTORE_GFN));
         tree.console = Some((special.console_guest_port, CONSOLE_GFN));
         let err = |e: xenkvm_xenstore::Errno| VmmError::Internal(format!("xenstore set-up: {e:?}"));
         create_domain_tree(&mut xs, &tree).map_err(err)?;
-        let conn = xs.introduce_domain(u32::from(DOMID), XENSTORE_GFN, special.xenstore_guest_port).map_err(err)?;
+        let conn = xs.introduce_domain(u32::from(cfg.domid), XENSTORE_GFN, special.xenstore_guest_port).map_err(err)?;
         let ring = XenstoreRing::new(&xs, conn, &Page(&special.xenstore));
         // A tool's write can queue a watch event for the guest: wake the ring.
         let changes = Arc::new(AtomicU64::new(0));

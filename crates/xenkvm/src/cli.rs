@@ -71,6 +71,9 @@ pub struct Cli {
     /// A QMP control socket: -qmp unix:PATH,server=on,wait=off
     #[arg(long, value_name = "unix:PATH,server=on[,wait=off]", action = ArgAction::Append)]
     qmp: Vec<String>,
+    /// The guest's domain id (default 1): -xen-domid N
+    #[arg(long, value_name = "N")]
+    xen_domid: Option<String>,
     /// Keep xenkvm (and QMP) running after the guest powers off, until a QMP
     /// quit or system_reset: -no-shutdown
     #[arg(long)]
@@ -133,10 +136,9 @@ const fn unsupported(name: &'static str, takes_value: bool) -> Unsupported {
     Unsupported { name, takes_value }
 }
 
-const UNSUPPORTED: [Unsupported; 4] = [
+const UNSUPPORTED: [Unsupported; 3] = [
     unsupported("monitor", true),
     unsupported("bios", true),
-    unsupported("xen-domid", true),
     unsupported("xen-attach", false),
 ];
 
@@ -300,6 +302,9 @@ impl Cli {
             cfg.qmp.push(crate::chardev::parse_qmp(value)?);
         }
         cfg.no_shutdown = self.no_shutdown;
+        if let Some(d) = &self.xen_domid {
+            cfg.domid = d.parse().map_err(|_| CliError::invalid("-xen-domid", d, "a domain id from 1 to 32751"))?;
+        }
         cfg.name = self.name.as_deref().map(options::parse_name).transpose()?;
         let (net_devices, disk_devices) = crate::net::split_devices(&devices);
         (cfg.disks, cfg.spare_drives) = crate::drive::parse_disks(&self.drive, &disk_devices)?;
@@ -379,6 +384,8 @@ fn option_of(error: &ConfigError) -> &'static str {
     // An if-chain, not a match: new ConfigError variants must not break this crate.
     if matches!(error, ConfigError::MemorySize(_)) {
         "-m"
+    } else if matches!(error, ConfigError::Domid(_)) {
+        "-xen-domid"
     } else if matches!(error, ConfigError::VcpuCount(_)) {
         "-smp"
     } else if matches!(

@@ -13,7 +13,6 @@ use xenkvm_xen_pv::xenbus::StoreClient;
 use xenkvm_xenstore::server::Shared;
 
 use super::{event, GuestRequest, Machine, QmpError, RunStatus};
-use crate::builder::DOMID;
 use crate::hotplug::{DeviceRequest, Hotplug, HotplugError};
 use crate::{DiskConfig, VmConfig};
 use crate::vcpu::{GuestEnd, RunControl};
@@ -57,6 +56,7 @@ impl Drop for Busy<'_> {
 /// The VM as QMP sees it, across guest runs.
 pub struct VmHandle {
     name: Option<String>,
+    domid: u16,
     max_bytes: u64,
     hotplug: Arc<Hotplug>,
     state: Mutex<State>,
@@ -77,6 +77,7 @@ impl VmHandle {
             });
             Self {
                 name: cfg.name.clone(),
+                domid: cfg.domid,
                 max_bytes: cfg.memory_bytes,
                 hotplug: Hotplug::new(cfg, deleted),
                 state: Mutex::new(state),
@@ -213,9 +214,7 @@ impl VmHandle {
     }
 }
 
-fn domain_path(node: &str) -> String {
-    format!("/local/domain/{DOMID}/{node}")
-}
+
 
 impl Machine for VmHandle {
     fn status(&self) -> RunStatus {
@@ -234,7 +233,8 @@ impl Machine for VmHandle {
             GuestRequest::Halt => ("control/shutdown", "halt"),
             GuestRequest::Crash => ("control/sysrq", "c"),
         };
-        self.with_store(|xs, c| c.write(xs, &domain_path(node), value))?
+        let path = format!("/local/domain/{}/{node}", self.domid);
+        self.with_store(|xs, c| c.write(xs, &path, value))?
             .map_err(|e| QmpError::generic(format!("cannot ask the guest: {e}")))?;
         tracing::info!("QMP: wrote {value} to {node}");
         if req == GuestRequest::Poweroff {
@@ -260,7 +260,8 @@ impl Machine for VmHandle {
             )));
         }
         let kib = (bytes / 1024).to_string();
-        self.with_store(|xs, c| c.write(xs, &domain_path("memory/target"), &kib))?
+        let path = format!("/local/domain/{}/memory/target", self.domid);
+        self.with_store(|xs, c| c.write(xs, &path, &kib))?
             .map_err(|e| QmpError::generic(format!("cannot set the balloon target: {e}")))?;
         tracing::info!("QMP: balloon target {kib} KiB");
         Ok(())

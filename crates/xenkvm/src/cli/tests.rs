@@ -166,6 +166,7 @@ fn full_linux_command_line() {
         qmp: Vec::new(),
         no_shutdown: false,
         name: None,
+        domid: 1,
         spare_drives: Vec::new(),
         spare_netdevs: Vec::new(),
     };
@@ -317,6 +318,14 @@ fn seed_pv_shim_line_is_accepted() {
 }
 
 #[test]
+fn xen_domid_sets_the_domain_id() {
+    assert_eq!(ok(&["-xen-domid", "3"]).domid, 3);
+    assert!(err(&["-xen-domid", "0"]).to_string().contains("-xen-domid"));
+    assert!(err(&["-xen-domid", "32752"]).to_string().contains("-xen-domid"));
+    assert!(err(&["-xen-domid", "x"]).to_string().contains("-xen-domid"));
+}
+
+#[test]
 fn seed_xenpvh_line_names_its_first_unsupported_option() {
     let e = err(&[
         "-xen-domid",
@@ -344,7 +353,7 @@ fn seed_xenpvh_line_names_its_first_unsupported_option() {
         "4096",
     ]);
     assert!(
-        matches!(&e, CliError::Unsupported(o) if o == "-xen-domid"),
+        matches!(&e, CliError::XenAttach),
         "{e:?}"
     );
 }
