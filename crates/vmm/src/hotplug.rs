@@ -42,6 +42,8 @@ pub enum HotplugError {
     InUse(String, String),
     #[error("Duplicate backend ID '{0}'")]
     DuplicateBackend(String),
+    #[error("chardev '{0}' not found (define it with -chardev)")]
+    NoChardev(String),
     #[error("vdev {0}: {1}")]
     Vdev(String, String),
     #[error("vdev {0} is already in use")]
@@ -59,6 +61,7 @@ pub enum HotplugError {
 pub enum DeviceRequest {
     Disk { id: String, drive: String, vdev: Option<String>, cdrom: bool },
     Nic { id: String, netdev: String, mac: Option<[u8; 6]> },
+    Console { id: String, chardev: String },
 }
 
 /// A plugged device, as it is plugged again after a guest reboot.
@@ -66,6 +69,7 @@ pub enum DeviceRequest {
 enum Spec {
     Disk { drive: String, vdev: String, devid: u32, cdrom: bool },
     Nic { netdev: String, devid: u32, mac: [u8; 6] },
+    Console { chardev: String, devid: u32 },
 }
 
 impl Spec {
@@ -73,6 +77,7 @@ impl Spec {
         match self {
             Spec::Disk { drive, .. } => drive,
             Spec::Nic { netdev, .. } => netdev,
+            Spec::Console { chardev, .. } => chardev,
         }
     }
 }
@@ -151,6 +156,10 @@ struct State {
 pub struct Hotplug {
     /// vbd device ids and vif MACs of the cold-plugged devices.
     cold_devids: Vec<u32>,
+    /// Chardevs the serial port and the cold-plugged consoles use, and how
+    /// many consoles there are (hvc0 included).
+    cold_chardevs: Vec<String>,
+    cold_consoles: usize,
     cold_nics: usize,
     cold_macs: Vec<[u8; 6]>,
     state: Mutex<State>,
@@ -169,8 +178,14 @@ impl Hotplug {
             devices: Vec::new(),
             threads: Vec::new(),
         };
+        let mut cold_chardevs = cfg.consoles.clone();
+        if let crate::SerialConfig::Chardev(id) = &cfg.serial {
+            cold_chardevs.push(id.clone());
+        }
         Arc::new_cyclic(|me| Self {
             cold_devids,
+            cold_chardevs,
+            cold_consoles: cfg.consoles.len().max(1),
             cold_nics: cfg.nics.len(),
             cold_macs: cfg.nics.iter().map(|n| n.mac).collect(),
             state: Mutex::new(state),
@@ -267,7 +282,7 @@ impl Hotplug {
     /// Checks a request and picks the vdev or vif id and MAC.
     fn resolve(&self, s: &State, req: DeviceRequest) -> Result<(String, Spec), HotplugError> {
         let id = match &req {
-            DeviceRequest::Disk { id, .. } | DeviceRequest::Nic { id, .. } => id.clone(),
+            DeviceRequest::Disk { id, .. } | DeviceRequest::Nic { id, .. } | DeviceRequest::Console { id, .. } => id.clone(),
         };
         if s.devices.iter().any(|d| d.id == id) {
             return Err(HotplugError::DuplicateId(id));
@@ -275,6 +290,7 @@ impl Hotplug {
         let spec = match req {
             DeviceRequest::Disk { drive, vdev, cdrom, .. } => self.disk_spec(s, drive, vdev, cdrom)?,
             DeviceRequest::Nic { netdev, mac, .. } => self.nic_spec(s, netdev, mac)?,
+            DeviceRequest::Console { chardev, .. } => self.console_spec(s, chardev)?,
         };
         if let Some(user) = s.devices.iter().find(|d| d.spec.backing() == spec.backing()) {
             return Err(HotplugError::InUse(spec.backing().to_owned(), user.id.clone()));
@@ -292,7 +308,7 @@ impl Hotplug {
             .copied()
             .chain(s.devices.iter().filter_map(|d| match d.spec {
                 Spec::Disk { devid, .. } => Some(devid),
-                Spec::Nic { .. } => None,
+                _ => None,
             }))
             .collect();
         if used.len() >= MAX_DISKS {
@@ -323,7 +339,7 @@ impl Hotplug {
             .iter()
             .filter_map(|d| match d.spec {
                 Spec::Nic { devid, mac, .. } => Some((devid, mac)),
-                Spec::Disk { .. } => None,
+                _ => None,
             })
             .collect();
         if self.cold_nics + hot.len() >= MAX_NICS {
@@ -338,6 +354,29 @@ impl Hotplug {
             None => (devid as usize..).map(NicConfig::default_mac).find(|m| !macs.contains(m)).unwrap_or([0x52, 0x54, 0, 0, 0, 0]),
         };
         Ok(Spec::Nic { netdev, devid, mac })
+    }
+
+    fn console_spec(&self, s: &State, chardev: String) -> Result<Spec, HotplugError> {
+        if crate::chardev::get(&chardev).is_none() {
+            return Err(HotplugError::NoChardev(chardev));
+        }
+        if self.cold_chardevs.contains(&chardev) {
+            return Err(HotplugError::InUse(chardev, "a device given at start".into()));
+        }
+        let hot: Vec<u32> = s
+            .devices
+            .iter()
+            .filter_map(|d| match d.spec {
+                Spec::Console { devid, .. } => Some(devid),
+                _ => None,
+            })
+            .collect();
+        if self.cold_consoles + hot.len() >= crate::MAX_CONSOLES {
+            return Err(HotplugError::Full("console", crate::MAX_CONSOLES));
+        }
+        let first = u32::try_from(self.cold_consoles).unwrap_or(u32::MAX);
+        let devid = (first..).find(|d| !hot.contains(d)).ok_or(HotplugError::Full("console", crate::MAX_CONSOLES))?;
+        Ok(Spec::Console { chardev, devid })
     }
 
     /// Opens the backing file or tap and starts the backend threads.
@@ -370,6 +409,12 @@ impl Hotplug {
                 tracing::info!("hotplug {id}: NIC {devid} {} on tap {ifname}", crate::format_mac(mac));
                 let opts = VifOptions { devid: *devid, mac: *mac, ifname };
                 spawn_nic(opts, tap, &ctx, Some(life.clone())).map_err(|e| HotplugError::Open(error_chain(&e)))?
+            }
+            Spec::Console { chardev, devid } => {
+                let out = crate::chardev::get(chardev).ok_or_else(|| HotplugError::NoChardev(chardev.clone()))?;
+                tracing::info!("hotplug {id}: xenbus console {devid} on chardev {chardev}");
+                let t = crate::xenconsole::spawn_console(*devid, out, true, &ctx, Some(life.clone()));
+                vec![t.map_err(|e| HotplugError::Open(error_chain(&e)))?]
             }
         };
         s.threads.extend(threads);

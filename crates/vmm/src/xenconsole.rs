@@ -20,6 +20,7 @@ use xenkvm_xenstore::server::Shared;
 use crate::builder::Com1;
 use crate::chardev::{self, Chardev};
 use crate::events::{Backends, StoreRecheck};
+use crate::hotplug::{DeviceLife, Unplugging};
 use crate::pvblock::Context;
 use crate::pvconsole::ConsoleInput;
 use crate::stdin::{console_is_hvc, InputTarget};
@@ -56,34 +57,45 @@ pub fn start(cfg: &VmConfig, ctx: &Context) -> Result<Vec<JoinHandle<()>>, VmmEr
         let Some(out) = chardev::get(id) else {
             return Err(VmmError::Internal(format!("xen-console {devid}: no chardev {id}")));
         };
-        let input = Arc::new(ConsoleInput::new(ctx.backends.clone()));
         // A muxed chardev keeps its input for the serial port or hvc0.
-        if !taken.iter().any(|t| chardev::same(t, &out)) {
-            out.set_target(InputTarget::PvConsole(input.clone()));
-        }
+        let take_input = !taken.iter().any(|t| chardev::same(t, &out));
         let devid = u32::try_from(devid).map_err(|_| VmmError::Internal("too many consoles".into()))?;
-        let grants = DomainGrants::new(ctx.domain.clone());
-        let backend = ctx
-            .shared
-            .with(|xs| ConsoleBackend::create(xs, ctx.domid, devid, grants))
-            .map_err(|e| VmmError::Internal(format!("console {devid} xenstore set-up: {e}")))?;
-        let worker = Worker {
-            backend,
-            out,
-            input,
-            shared: ctx.shared.clone(),
-            recheck: StoreRecheck::new(ctx.changes.clone()),
-            domain: ctx.domain.clone(),
-            backends: ctx.backends.clone(),
-            control: ctx.control.clone(),
-        };
-        let t = std::thread::Builder::new()
-            .name(format!("console{devid}"))
-            .spawn(move || worker.run())
-            .map_err(VmmError::SpawnThread)?;
-        threads.push(t);
+        threads.push(spawn_console(devid, out, take_input, ctx, None)?);
     }
     Ok(threads)
+}
+
+/// Creates xenbus console `devid`'s store nodes and starts its thread, with
+/// `out` as its host end (whose input it takes if `take_input`); `life` is
+/// set for a hotplugged console, which QMP may unplug.
+pub fn spawn_console(
+    devid: u32,
+    out: Arc<Chardev>,
+    take_input: bool,
+    ctx: &Context,
+    life: Option<Arc<DeviceLife>>,
+) -> Result<JoinHandle<()>, VmmError> {
+    let input = Arc::new(ConsoleInput::new(ctx.backends.clone()));
+    if take_input {
+        out.set_target(InputTarget::PvConsole(input.clone()));
+    }
+    let grants = DomainGrants::new(ctx.domain.clone());
+    let backend = ctx
+        .shared
+        .with(|xs| ConsoleBackend::create(xs, ctx.domid, devid, grants))
+        .map_err(|e| VmmError::Internal(format!("console {devid} xenstore set-up: {e}")))?;
+    let worker = Worker {
+        backend,
+        out,
+        input,
+        shared: ctx.shared.clone(),
+        recheck: StoreRecheck::new(ctx.changes.clone()),
+        domain: ctx.domain.clone(),
+        backends: ctx.backends.clone(),
+        control: ctx.control.clone(),
+        life,
+    };
+    std::thread::Builder::new().name(format!("console{devid}")).spawn(move || worker.run()).map_err(VmmError::SpawnThread)
 }
 
 pub struct Worker {
@@ -95,14 +107,20 @@ pub struct Worker {
     pub domain: Arc<Mutex<Domain>>,
     pub backends: Arc<Backends>,
     pub control: Arc<RunControl>,
+    /// Set for a hotplugged console.
+    pub life: Option<Arc<DeviceLife>>,
 }
 
 impl Worker {
     pub fn run(mut self) {
         let mut warned = false;
+        let mut unplug = Unplugging::default();
         while !self.control.stopping() {
             let seen = self.backends.signal.current();
-            if self.recheck.due() {
+            if unplug.step(&self.life, &mut self.backend, &self.shared) {
+                break;
+            }
+            if self.recheck.due() && !unplug.started() {
                 if let Err(e) = run_handshake_on(&mut self.backend, &self.shared) {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }

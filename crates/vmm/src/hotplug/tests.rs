@@ -84,3 +84,26 @@ fn nic_requests_are_checked_before_anything_opens() {
     hp.detach();
     let _ = std::fs::remove_file(spare);
 }
+
+#[test]
+fn a_console_plugs_onto_a_spare_chardev() {
+    let spare = image("con");
+    let out = std::env::temp_dir().join(format!("xenkvm-hotplug-{}-con.out", std::process::id()));
+    let mut cfg = config(&spare);
+    cfg.chardevs = vec![crate::ChardevConfig { id: "hc".into(), backend: crate::ChardevBackend::File { path: out.clone() }, mux: false }];
+    crate::chardev::open(&cfg).unwrap();
+    let vm = TestVm::new();
+    let hp = Hotplug::new(&cfg, Box::new(|_: &str| {}));
+    hp.attach(&vm.ctx);
+    let con = |chardev: &str| DeviceRequest::Console { id: "c1".into(), chardev: chardev.into() };
+    assert_eq!(hp.add(con("nope")), Err(HotplugError::NoChardev("nope".into())));
+    hp.add(con("hc")).unwrap();
+    let back = "/local/domain/0/backend/console/1/1";
+    eventually("the console's InitWait", || vm.read(&format!("{back}/state")).as_deref() == Some("2"));
+    hp.remove("c1").unwrap();
+    eventually("the console removed", || vm.read(&format!("{back}/state")).is_none());
+    vm.ctx.control.finish(GuestEnd::Timeout);
+    hp.detach();
+    let _ = std::fs::remove_file(spare);
+    let _ = std::fs::remove_file(out);
+}

@@ -83,8 +83,12 @@ pub fn device_add(args: &Args) -> Result<DeviceRequest, QmpError> {
             };
             Ok(DeviceRequest::Nic { id, netdev, mac })
         }
+        "xen-console" => {
+            only(args, &["driver", "id", "chardev"])?;
+            Ok(DeviceRequest::Console { id, chardev: req_str(args, "chardev")?.to_owned() })
+        }
         other => Err(QmpError::generic(format!(
-            "device '{other}' cannot be hotplugged (xen-disk, xen-block, xen-cdrom and xen-net-device can)"
+            "device '{other}' cannot be hotplugged (xen-disk, xen-block, xen-cdrom, xen-net-device and xen-console can)"
         ))),
     }
 }

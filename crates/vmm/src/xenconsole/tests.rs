@@ -46,6 +46,7 @@ fn second_console_carries_text_both_ways_through_a_socket() {
         domain: domain.clone(),
         backends,
         control: control.clone(),
+        life: None,
     };
     let thread = std::thread::spawn(move || worker.run());
 
