@@ -15,8 +15,8 @@ use xenkvm_vmm::NicConfig;
 use crate::error::CliError;
 use crate::options::{parse_bool, parse_pairs};
 
-const NETDEV_KEYS: &str = "id, ifname, script, downscript, vhost";
-const NIC_KEYS: &str = "ifname, model, mac, id, script, downscript, vhost";
+const NETDEV_KEYS: &str = "type, id, ifname, script, downscript, vhost, br";
+const NIC_KEYS: &str = "ifname, model, mac, id, script, downscript, vhost, br";
 const NET_NIC_KEYS: &str = "model, macaddr, mac, id, name";
 const DEVICE_KEYS: &str = "netdev, mac, id";
 pub const MODEL: &str = "xen-net-device";
@@ -48,6 +48,11 @@ fn tap_key(option: &'static str, key: &str, val: &str, ifname: &mut Option<Strin
             if !matches!(val, "no" | "") {
                 return Err(bad(option, &format!("{key}={val}"), "no (xenkvm runs no interface scripts)"));
             }
+        }
+        "br" => {
+            // As in QEMU, `br=` only names the bridge for a helper program;
+            // with `script=no` the toolstack's vif script attaches the tap.
+            tracing::info!("{option}: br={val}: the tap is not attached by xenkvm (no helper runs; attach it to {val} yourself)");
         }
         "vhost" => {
             if parse_bool(val) != Some(false) {
@@ -244,6 +249,9 @@ mod tests {
         assert_eq!(disks, s(&["xen-disk,drive=d0"]));
         let got = parse_nics(&s(&["tap,id=n0,ifname=tap0,script=no,downscript=no"]), &[], &[], &net).unwrap().0;
         let spare = parse_nics(&s(&["tap,id=n9,ifname=tap9"]), &[], &[], &[]).unwrap().1;
+        // The seed's xenpvh form: type= and br= are accepted.
+        let seed = parse_nics(&s(&["type=tap,id=net0,ifname=vif3.0-emu,br=xenbr0,script=no,downscript=no"]), &[], &[], &[]).unwrap().1;
+        assert_eq!(seed, vec![("net0".to_string(), "vif3.0-emu".to_string())]);
         assert_eq!(spare, vec![("n9".to_string(), "tap9".to_string())]);
         assert_eq!(got, vec![nic("tap0", 0x99)]);
     }
