@@ -131,6 +131,7 @@ fn package_of(program: &str) -> Option<&'static str> {
         "mke2fs" | "e2fsck" | "debugfs" => Some("e2fsprogs"),
         "qemu-img" => Some("qemu-utils"),
         "kexec" => Some("kexec-tools"),
+        "fio" => Some("fio"),
         _ => None,
     }
 }

@@ -51,6 +51,7 @@ exec sh"#
 }
 
 mod balloon;
+mod benchblock;
 mod block;
 mod console;
 mod control;
@@ -261,6 +262,16 @@ pub const SCENARIOS: &[Scenario] = &[
         anchor: false,
         extra_programs: &[],
         check: balloon::check_linux_balloon,
+    },
+    Scenario {
+        name: "bench-block",
+        about: "the same raw image read and written by L1, by xenkvm's guest (xvda), the anchor QEMU's xen-block and its virtio-blk: sequential MiB/s (dd O_DIRECT) and 4 KiB random IOPS (fio), with ratios (cargo xtask bench block)",
+        command: benchblock::SCRIPT,
+        l1_timeout_secs: 540,
+        l2: Some(L2Spec { init: benchblock::INIT, modules: benchblock::MODULES, extra_programs: benchblock::PROGRAMS }),
+        anchor: true,
+        extra_programs: &[],
+        check: benchblock::check,
     },
     Scenario {
         name: "bench-boot",
@@ -696,6 +707,7 @@ mod tests {
                 "linux-control",
                 "linux-hotplug",
                 "linux-balloon",
+                "bench-block",
                 "bench-boot"
             ]
         );
