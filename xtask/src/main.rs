@@ -76,7 +76,7 @@ fn bench_host() -> Result<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: cargo xtask test | bench hypercall [--nested] | bench boot | bench block | bench xenstore | nested <scenario>";
+const USAGE: &str = "usage: cargo xtask test | bench hypercall [--nested] | bench boot | bench block | bench net | bench xenstore | nested <scenario>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -86,8 +86,9 @@ fn main() -> ExitCode {
         ["bench", "hypercall", "--nested"] | ["bench", "--nested", "hypercall"] => nested::run("bench-hypercall"),
         ["bench", "boot"] => nested::run("bench-boot"),
         ["bench", "block"] => nested::run("bench-block"),
+        ["bench", "net"] => nested::run("bench-net"),
         ["bench", "xenstore"] => xenstorebench::run(),
-        ["bench", ..] => Err(anyhow::anyhow!("usage: cargo xtask bench hypercall [--nested] | bench boot | bench block | bench xenstore")),
+        ["bench", ..] => Err(anyhow::anyhow!("usage: cargo xtask bench hypercall [--nested] | bench boot | bench block | bench net | bench xenstore")),
         ["nested", scenario] => nested::run(scenario),
         ["nested", ..] => Err(anyhow::anyhow!("{}", nested::usage())),
         _ => Err(anyhow::anyhow!("{USAGE}\n{}", nested::usage())),

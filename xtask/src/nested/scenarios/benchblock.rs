@@ -15,7 +15,8 @@ use super::{report_status, Console};
 pub const MODULES: &[&str] = &["virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk", "xen-blkfront"];
 pub const PROGRAMS: &[&str] = &["fio"];
 
-pub const SCRIPT: &str = r#"WATCHDOG=520
+pub const SCRIPT: &str = concat!(
+    r#"WATCHDOG=520
 ( sleep $WATCHDOG; echo "XENKVM-L1: watchdog"; killall -9 xenkvm qemu-system-x86_64 ) &
 WD=$!
 MIB=128
@@ -24,33 +25,15 @@ up() { cut -d' ' -f1 /proc/uptime; }
 t0=$(up); dd if=/tmp/bench.img of=/dev/null bs=1048576 2>/dev/null; t1=$(up)
 dd if=/dev/zero of=/tmp/bench.img bs=1048576 count=$MIB conv=notrunc,fsync 2>/dev/null; t2=$(up)
 echo "BENCH-BLOCK vmm=l1 seqread_s=$(awk "BEGIN {print $t1 - $t0}") seqwrite_s=$(awk "BEGIN {print $t2 - $t1}") mib=$MIB"
-APPEND="console=ttyS0 no_timer_check panic=-1 loglevel=4"
-run() {
-  name=$1; dev=$2; shift 2
-  tries=0
-  while [ $tries -lt 3 ]; do
-    tries=$((tries+1))
-    : > /tmp/$name.log
-    "$@" -append "$APPEND bench_dev=$dev" > /tmp/$name.log 2>&1 &
-    pid=$!
-    i=0; while ! grep -q "XENKVM-L2: up" /tmp/$name.log && kill -0 $pid 2>/dev/null && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done
-    if grep -q "XENKVM-L2: up" /tmp/$name.log; then
-      wait $pid
-      grep -E "BENCH-BLOCK|XENKVM-L2" /tmp/$name.log
-      echo "XENKVM-L1: $name tries=$tries"
-      return
-    fi
-    kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-    echo "XENKVM-L1: $name boot $tries hung in early boot; retrying"
-  done
-  echo "XENKVM-L1: $name never booted"
-}
-Q="/anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz"
-run xenkvm xvda /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -drive file=/tmp/bench.img,if=xen,format=raw -no-reboot --timeout 200
-run qemu-xen xvda timeout -s KILL 200 $Q -drive file=/tmp/bench.img,if=xen,format=raw
-run qemu-virtio vda timeout -s KILL 200 $Q -drive file=/tmp/bench.img,if=virtio,format=raw
+"#,
+    retry_runner!(),
+    r#"Q="/anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -nic none -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz"
+run xenkvm bench_dev=xvda /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -drive file=/tmp/bench.img,if=xen,format=raw -no-reboot --timeout 200
+run qemu-xen bench_dev=xvda timeout -s KILL 200 $Q -drive file=/tmp/bench.img,if=xen,format=raw
+run qemu-virtio bench_dev=vda timeout -s KILL 200 $Q -drive file=/tmp/bench.img,if=virtio,format=raw
 kill $WD 2>/dev/null
-exit 0"#;
+exit 0"#
+);
 
 /// The guest: the disk named by `bench_dev=`, then the four measurements.
 pub const INIT: &str = r#"echo XENKVM-L2: up
