@@ -185,6 +185,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     };
     let mut domain = Domain::new(dcfg, ram.clone(), ports).map_err(VmmError::CreateDomain)?;
     domain.set_ram_control(Arc::new(crate::balloon::HostRam::new(ram.clone())));
+    domain.set_max_pirqs(cfg.accel.evtchn_max_pirq).map_err(|e| VmmError::Internal(format!("xen-evtchn-max-pirq: {e:?}")))?;
     // With the kernel's Xen support, KVM keeps the pvclock records and the clock.
     let kicker = Arc::new(VcpuKicker::new(vmm_sys_util::signal::SIGRTMIN(), cfg.vcpus));
     let time_attrs = kernel_hypercalls.then(|| Arc::new(XenTimeAttrs::new(kvm.clone(), kicker.clone())));

@@ -13,6 +13,7 @@ pub mod event_channel;
 pub mod grant_table;
 pub mod hvm;
 pub mod memory;
+pub mod physdev;
 pub mod sched;
 pub mod shared_info;
 pub mod start_info;

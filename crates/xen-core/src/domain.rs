@@ -81,6 +81,8 @@ pub struct Domain {
     pub(crate) released: std::collections::BTreeSet<u64>,
     /// Frees the host memory of released frames, where the host offers it.
     pub(crate) ram_control: Option<Arc<dyn crate::ports::RamControl>>,
+    /// Physical IRQs (GSIs and MSIs routed to event channels).
+    pub(crate) pirqs: crate::physdev::PirqTable,
 }
 
 impl Domain {
@@ -111,6 +113,7 @@ impl Domain {
             events: EventState::new(cfg_vcpus),
             released: std::collections::BTreeSet::new(),
             ram_control: None,
+            pirqs: crate::physdev::PirqTable::default(),
         };
         domain.init_shared_info();
         Ok(domain)

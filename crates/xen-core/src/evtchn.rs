@@ -195,10 +195,12 @@ impl Domain {
                 self.write_back(req, arg, &b)
             }
             EVTCHNOP_BIND_PIRQ => {
-                // No PIRQs (XENFEAT_hvm_pirqs is not offered): every pirq is at
-                // or above the domain's nr_pirqs of 0.
-                let _: EvtchnBindPirq = view.read_obj(arg)?;
-                Err(XenErrno::Einval)
+                let mut b: EvtchnBindPirq = view.read_obj(arg)?;
+                let port = self.get_free_port()?;
+                self.bind_pirq(b.pirq, port)?;
+                self.set_port(port, PortState::Pirq(b.pirq), 0);
+                b.port = port;
+                self.write_back(req, arg, &b)
             }
             EVTCHNOP_CLOSE => {
                 let c: EvtchnClose = view.read_obj(arg)?;
@@ -370,7 +372,8 @@ impl Domain {
         let p = self.events.ports.get(port as usize).copied().ok_or(XenErrno::Einval)?;
         match p.state {
             PortState::Free | PortState::Reserved => return Err(XenErrno::Einval),
-            PortState::Unbound { .. } | PortState::Ipi | PortState::Pirq(_) => {}
+            PortState::Unbound { .. } | PortState::Ipi => {}
+            PortState::Pirq(pirq) => self.unbind_pirq(pirq),
             PortState::Virq(virq) => {
                 let owner = if virq_type(virq) == VirqType::Vcpu { p.notify_vcpu } else { 0 };
                 if let Some(slot) = self.events.vcpus.get_mut(owner as usize).and_then(|v| v.virq_port.get_mut(virq as usize)) {

@@ -165,6 +165,7 @@ impl Domain {
             HYPERVISOR_VM_ASSIST => self.vm_assist(req).into(),
             HYPERVISOR_EVENT_CHANNEL_OP => self.event_channel_op(req).into(),
             HYPERVISOR_SET_TIMER_OP => self.set_timer_op(req).into(),
+            HYPERVISOR_PHYSDEV_OP => self.physdev_op(req).into(),
             nr => {
                 self.report_unknown(nr, 0, "hypercall");
                 Outcome::Return(XenErrno::Enosys.to_ret())

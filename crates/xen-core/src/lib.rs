@@ -29,6 +29,7 @@ pub mod memory;
 pub mod page;
 pub mod paging;
 pub mod phys;
+pub mod physdev;
 pub mod ports;
 pub mod reset;
 pub mod sched;

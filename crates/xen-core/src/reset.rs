@@ -21,6 +21,7 @@ impl Domain {
         self.gnttab = GrantTable::new(self.cfg.gnttab_max_frames).map_err(DomainError::AllocGrantFrame)?;
         self.reset_vcpus();
         self.reset_events(keep);
+        self.pirqs.unbind_all();
         if let Some(p) = self.params.get_mut(HVM_PARAM_CALLBACK_IRQ as usize) {
             *p = 0;
         }

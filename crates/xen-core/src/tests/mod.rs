@@ -11,6 +11,7 @@ mod kernel_runstate;
 mod memory;
 mod reset;
 mod paging;
+mod physdev;
 mod timer;
 mod upcall;
 mod vcpu_sched;
