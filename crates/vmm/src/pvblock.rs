@@ -101,6 +101,22 @@ struct Worker {
 }
 
 impl Worker {
+    /// One pass over every ring (one per queue); whether any has more work.
+    fn serve_rings(&mut self) -> bool {
+        let mut more = false;
+        for (index, port) in self.backend.ports().into_iter().enumerate() {
+            self.backends.take(port);
+            let progress = self.backend.process_queue(index, BUDGET);
+            if progress.notify {
+                if let Ok(mut d) = self.domain.lock() {
+                    let _ = d.backend_send(port);
+                }
+            }
+            more |= progress.more;
+        }
+        more
+    }
+
     fn run(mut self) {
         let mut unplug = Unplugging::default();
         while !self.control.stopping() {
@@ -113,18 +129,7 @@ impl Worker {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }
             }
-            let Some(port) = self.backend.port() else {
-                self.backends.signal.wait(seen, POLL);
-                continue;
-            };
-            self.backends.take(port);
-            let progress = self.backend.process(BUDGET);
-            if progress.notify {
-                if let Ok(mut d) = self.domain.lock() {
-                    let _ = d.backend_send(port);
-                }
-            }
-            if !progress.more {
+            if !self.serve_rings() {
                 self.backends.signal.wait(seen, POLL);
             }
         }

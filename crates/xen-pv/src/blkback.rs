@@ -36,6 +36,8 @@ use crate::xenbus::{
 
 /// Largest ring we accept: 2^4 = 16 pages.
 pub const MAX_RING_PAGE_ORDER: u32 = 4;
+/// Most rings (`multi-queue-max-queues`): Linux's blkfront opens one per vCPU up to this.
+pub const MAX_QUEUES: u32 = 4;
 /// Segments per indirect request we accept (Linux blkback's maximum).
 pub const MAX_INDIRECT_SEGMENTS: usize = 256;
 
@@ -53,13 +55,27 @@ pub struct DiskOptions {
     pub persistent: bool,
 }
 
+/// One ring the frontend published: its pages and event channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueParams {
+    pub ring_refs: Vec<u32>,
+    pub event_channel: u32,
+}
+
 /// What the frontend published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendParams {
-    pub ring_refs: Vec<u32>,
-    pub event_channel: u32,
+    /// One ring, or `multi-queue-num-queues` of them (`queue-N/...`).
+    pub queues: Vec<QueueParams>,
     pub abi: Abi,
     pub persistent: bool,
+}
+
+impl FrontendParams {
+    /// A single-ring frontend.
+    pub fn single(ring_refs: Vec<u32>, event_channel: u32, abi: Abi, persistent: bool) -> Self {
+        Self { queues: vec![QueueParams { ring_refs, event_channel }], abi, persistent }
+    }
 }
 
 /// A frontend whose parameters cannot be used.
@@ -69,7 +85,7 @@ pub enum ConnectError {
     Node(String),
     #[error("ring-page-order {0} is above max-ring-page-order {MAX_RING_PAGE_ORDER}")]
     RingOrder(u32),
-    #[error("{0} queues requested; one is supported")]
+    #[error("{0} queues requested; 1 to {MAX_QUEUES} are supported")]
     Queues(u32),
     #[error(transparent)]
     Protocol(#[from] blkif::ProtocolError),
@@ -79,11 +95,16 @@ pub enum ConnectError {
     BindEventChannel(u32, xenkvm_xen_abi::errno::XenErrno),
 }
 
-/// A live connection to the frontend.
-struct Connection {
+/// One ring of a live connection.
+struct Queue {
     ring: BackRing,
     ring_pages: Vec<Mapped>,
     port: u32,
+}
+
+/// A live connection to the frontend.
+struct Connection {
+    queues: Vec<Queue>,
     abi: Abi,
 }
 
@@ -155,6 +176,7 @@ impl BlockBackend {
             ("feature-barrier", "1".into()),
             ("feature-max-indirect-segments", MAX_INDIRECT_SEGMENTS.to_string()),
             ("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string()),
+            ("multi-queue-max-queues", MAX_QUEUES.to_string()),
             ("feature-persistent", u8::from(self.opts.persistent).to_string()),
             ("sector-size", blkif::SECTOR.to_string()),
             ("physical-sector-size", blkif::SECTOR.to_string()),
@@ -181,9 +203,14 @@ impl BlockBackend {
         self.handshake.state()
     }
 
-    /// The backend end of the event channel, while connected.
+    /// The backend end of the (first ring's) event channel, while connected.
     pub fn port(&self) -> Option<u32> {
-        self.conn.as_ref().map(|c| c.port)
+        self.conn.as_ref().and_then(|c| c.queues.first()).map(|q| q.port)
+    }
+
+    /// The backend ends of every ring's event channel, in ring order.
+    pub fn ports(&self) -> Vec<u32> {
+        self.conn.as_ref().map(|c| c.queues.iter().map(|q| q.port).collect()).unwrap_or_default()
     }
 
     /// What the backend did so far.
@@ -205,14 +232,42 @@ impl BlockBackend {
         run_handshake(self, with_store)
     }
 
-    /// Maps the ring, binds the event channel and starts serving.
+    /// Maps the rings, binds their event channels and starts serving.
     pub fn connect(&mut self, p: &FrontendParams) -> Result<(), ConnectError> {
         self.disconnect();
+        let mut queues = Vec::with_capacity(p.queues.len());
+        for q in &p.queues {
+            match self.connect_queue(q, p.abi) {
+                Ok(queue) => queues.push(queue),
+                Err(e) => {
+                    for queue in &queues {
+                        self.drop_queue(queue);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!(
+            "{}: connected, {} ring(s) of {} pages ({} requests), event channel(s) {:?}, {:?}, persistent grants {}",
+            self.handshake.paths.backend,
+            queues.len(),
+            p.queues.first().map_or(0, |q| q.ring_refs.len()),
+            queues.first().map_or(0, |q| q.ring.size()),
+            p.queues.iter().map(|q| q.event_channel).collect::<Vec<_>>(),
+            p.abi,
+            p.persistent && self.opts.persistent
+        );
+        self.exec.persistent = (p.persistent && self.opts.persistent).then(PersistentGrants::default);
+        self.conn = Some(Connection { queues, abi: p.abi });
+        Ok(())
+    }
+
+    fn connect_queue(&self, q: &QueueParams, abi: Abi) -> Result<Queue, ConnectError> {
         let grants = self.exec.grants.clone();
-        let refs: Vec<(u32, GrantAccess)> = p.ring_refs.iter().map(|&r| (r, GrantAccess::Write)).collect();
+        let refs: Vec<(u32, GrantAccess)> = q.ring_refs.iter().map(|&r| (r, GrantAccess::Write)).collect();
         let ring_pages = grants.map(&refs).map_err(ConnectError::MapRing)?;
         let bound = grants.domain().lock().map_err(|_| ConnectError::Node("domain".into())).and_then(|mut d| {
-            d.backend_bind_interdomain(p.event_channel).map_err(|e| ConnectError::BindEventChannel(p.event_channel, e))
+            d.backend_bind_interdomain(q.event_channel).map_err(|e| ConnectError::BindEventChannel(q.event_channel, e))
         });
         let port = match bound {
             Ok(port) => port,
@@ -222,70 +277,73 @@ impl BlockBackend {
             }
         };
         let gfns = ring_pages.iter().map(|m| m.gfn).collect();
-        let ring = BackRing::attach(grants.ram().clone(), gfns, p.abi.entry_size());
-        tracing::info!(
-            "{}: connected, ring of {} pages ({} requests), event channel {}, {:?}, persistent grants {}",
-            self.handshake.paths.backend,
-            ring_pages.len(),
-            ring.size(),
-            p.event_channel,
-            p.abi,
-            p.persistent && self.opts.persistent
-        );
-        self.exec.persistent = (p.persistent && self.opts.persistent).then(PersistentGrants::default);
-        self.conn = Some(Connection { ring, ring_pages, port, abi: p.abi });
-        Ok(())
+        let ring = BackRing::attach(grants.ram().clone(), gfns, abi.entry_size());
+        Ok(Queue { ring, ring_pages, port })
     }
 
-    /// Unpins everything and closes the event channel (idempotent).
+    fn drop_queue(&self, q: &Queue) {
+        let grants = &self.exec.grants;
+        grants.unmap(&q.ring_pages);
+        if let Ok(mut d) = grants.domain().lock() {
+            let _ = d.backend_close(q.port);
+        }
+    }
+
+    /// Unpins everything and closes the event channels (idempotent).
     pub fn disconnect(&mut self) {
         let grants = self.exec.grants.clone();
         if let Some(mut p) = self.exec.persistent.take() {
             p.release(&grants);
         }
         if let Some(c) = self.conn.take() {
-            grants.unmap(&c.ring_pages);
-            if let Ok(mut d) = grants.domain().lock() {
-                let _ = d.backend_close(c.port);
+            for q in &c.queues {
+                self.drop_queue(q);
             }
             tracing::info!("{}: disconnected", self.handshake.paths.backend);
         }
     }
 
-    /// Answers up to `budget` requests.
+    /// Answers up to `budget` requests of the first ring.
     pub fn process(&mut self, budget: usize) -> Progress {
+        self.process_queue(0, budget)
+    }
+
+    /// Answers up to `budget` requests of ring `index`.
+    pub fn process_queue(&mut self, index: usize, budget: usize) -> Progress {
         let mut progress = Progress::default();
         let Some(conn) = self.conn.as_mut() else { return progress };
+        let abi = conn.abi;
+        let Some(q) = conn.queues.get_mut(index) else { return progress };
         loop {
             if progress.handled >= budget {
                 progress.more = true;
                 break;
             }
-            let entry = match conn.ring.next_request() {
+            let entry = match q.ring.next_request() {
                 Next::Request(entry) => entry,
                 Next::Broken => break,
                 Next::Empty => {
-                    if conn.ring.final_check_for_requests() {
+                    if q.ring.final_check_for_requests() {
                         continue;
                     }
                     break;
                 }
             };
-            let (id, op, status) = match blkif::parse_request(conn.abi, &entry, MAX_INDIRECT_SEGMENTS) {
+            let (id, op, status) = match blkif::parse_request(abi, &entry, MAX_INDIRECT_SEGMENTS) {
                 Ok(req) => (req.id(), req.op(), self.exec.execute(&req)),
                 Err(rej) => {
                     self.exec.note_failure(rej.id, &rej.why);
                     (rej.id, rej.op, blkif::RSP_ERROR)
                 }
             };
-            conn.ring.put_response(&blkif::encode_response(conn.abi, id, op, status));
+            q.ring.put_response(&blkif::encode_response(abi, id, op, status));
             progress.handled += 1;
             // Publish in batches so the frontend can complete early requests.
             if progress.handled % 16 == 0 {
-                progress.notify |= conn.ring.push_responses();
+                progress.notify |= q.ring.push_responses();
             }
         }
-        progress.notify |= conn.ring.push_responses();
+        progress.notify |= q.ring.push_responses();
         progress
     }
 
@@ -293,15 +351,15 @@ impl BlockBackend {
     /// while connected (for the fuzz harness).
     #[doc(hidden)]
     pub fn ring_indices(&self) -> Option<(u32, u32, u32)> {
-        self.conn.as_ref().map(|c| {
-            let (cons, prod) = c.ring.indices();
-            (c.ring.size(), cons, prod)
+        self.conn.as_ref().and_then(|c| c.queues.first()).map(|q| {
+            let (cons, prod) = q.ring.indices();
+            (q.ring.size(), cons, prod)
         })
     }
 
     /// Whether the ring was stopped because of impossible indices.
     pub fn ring_broken(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.ring.broken())
+        self.conn.as_ref().is_some_and(|c| c.queues.iter().any(|q| q.ring.broken()))
     }
 }
 
@@ -333,14 +391,12 @@ impl Drop for BlockBackend {
 
 fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Result<FrontendParams, ConnectError> {
     let mut read = |name: &str| hs.frontend_node(xs, client, name);
-    let number = |v: Option<String>, name: &str| -> Result<u32, ConnectError> {
-        v.and_then(|s| s.trim().parse().ok()).ok_or_else(|| ConnectError::Node(name.to_owned()))
+    let queues = match read("multi-queue-num-queues") {
+        Some(q) => number(Some(q), "multi-queue-num-queues")?,
+        None => 1,
     };
-    if let Some(q) = read("multi-queue-num-queues") {
-        let n = number(Some(q), "multi-queue-num-queues")?;
-        if n != 1 {
-            return Err(ConnectError::Queues(n));
-        }
+    if !(1..=MAX_QUEUES).contains(&queues) {
+        return Err(ConnectError::Queues(queues));
     }
     let order = match read("ring-page-order") {
         Some(v) => number(Some(v), "ring-page-order")?,
@@ -349,19 +405,33 @@ fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Resul
     if order > MAX_RING_PAGE_ORDER {
         return Err(ConnectError::RingOrder(order));
     }
+    let mut params = Vec::new();
+    for q in 0..queues {
+        // One ring keeps the flat layout; several live under queue-N/.
+        let dir = if queues == 1 { String::new() } else { format!("queue-{q}/") };
+        params.push(read_queue(&mut read, &dir, order)?);
+    }
+    let abi = Abi::from_protocol(read("protocol").as_deref())?;
+    let persistent = read("feature-persistent").is_some_and(|v| v.trim() == "1");
+    Ok(FrontendParams { queues: params, abi, persistent })
+}
+
+fn number(v: Option<String>, name: &str) -> Result<u32, ConnectError> {
+    v.and_then(|s| s.trim().parse().ok()).ok_or_else(|| ConnectError::Node(name.to_owned()))
+}
+
+fn read_queue(read: &mut impl FnMut(&str) -> Option<String>, dir: &str, order: u32) -> Result<QueueParams, ConnectError> {
     let mut ring_refs = Vec::new();
     if order == 0 {
-        let single = read("ring-ref").or_else(|| read("ring-ref0"));
-        ring_refs.push(number(single, "ring-ref")?);
+        let single = read(&format!("{dir}ring-ref")).or_else(|| read(&format!("{dir}ring-ref0")));
+        ring_refs.push(number(single, &format!("{dir}ring-ref"))?);
     } else {
         for i in 0..(1u32 << order) {
-            let name = format!("ring-ref{i}");
+            let name = format!("{dir}ring-ref{i}");
             ring_refs.push(number(read(&name), &name)?);
         }
     }
-    let event_channel = number(read("event-channel"), "event-channel")?;
-    let abi = Abi::from_protocol(read("protocol").as_deref())?;
-    let persistent = read("feature-persistent").is_some_and(|v| v.trim() == "1");
-    Ok(FrontendParams { ring_refs, event_channel, abi, persistent })
+    let name = format!("{dir}event-channel");
+    let event_channel = number(read(&name), &name)?;
+    Ok(QueueParams { ring_refs, event_channel })
 }
-

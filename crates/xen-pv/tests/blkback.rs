@@ -313,3 +313,52 @@ fn frontend_reset_while_connected_gets_a_fresh_connection() {
     assert!(r.xenbus());
     assert_eq!(r.back_state(), XenbusState::Closed);
 }
+
+/// Linux's blkfront with several vCPUs: `multi-queue-num-queues` rings under
+/// `queue-N/`, each with its own event channel; each ring is served alone.
+#[test]
+fn multi_queue_rings_are_served_each_with_its_channel() {
+    let mut r = rig(MemDisk::new(1 << 20, false), false, false);
+    assert!(!r.xenbus());
+    assert_eq!(r.read(&format!("{}/multi-queue-max-queues", r.back)).as_deref(), Some("4"));
+    let gfns = [frontend::RING_GFN, frontend::RING_GFN + 2];
+    let mut ports = Vec::new();
+    for (q, gfn) in gfns.iter().enumerate() {
+        r.ram.write_slice(&[0u8; 4096], GuestAddress(gfn << 12)).unwrap();
+        r.grant(10 + q as u32, *gfn, false);
+        let port = r.domain.lock().unwrap().alloc_unbound_for_backend().unwrap();
+        ports.push(port);
+        assert!(r.guest_write(&format!("queue-{q}/ring-ref"), &(10 + q).to_string()));
+        assert!(r.guest_write(&format!("queue-{q}/event-channel"), &port.to_string()));
+    }
+    assert!(r.guest_write("multi-queue-num-queues", "2"));
+    r.set_front_state(XenbusState::Initialised);
+    assert!(r.xenbus());
+    assert_eq!(r.back_state(), XenbusState::Connected);
+    assert_eq!(r.backend.ports().len(), 2);
+    // A read on the second ring: only process_queue(1) answers it.
+    r.ring_gfns = vec![gfns[1]];
+    r.ring_size = xenkvm_xen_pv::ring::ring_size(1, r.abi.entry_size());
+    let data = r.data_page(0, 0, false);
+    let id = r.queue(OP_READ, 0, &[(data, 0, 7)]);
+    assert_eq!(r.backend.process_queue(0, 16).handled, 0);
+    let p = r.backend.process_queue(1, 16);
+    assert_eq!(p.handled, 1);
+    assert_eq!(r.rsp_prod(), 1);
+    // The response sits on the second ring (run() reads the ring at ring_gfns).
+    assert_eq!(r.run(), vec![(id, OP_READ, 0)]);
+    assert_eq!(r.backend.process_queue(7, 16).handled, 0, "no such ring");
+}
+
+#[test]
+fn too_many_queues_are_refused() {
+    let mut r = rig(MemDisk::new(1 << 20, false), false, false);
+    r.xenbus();
+    assert!(r.guest_write("multi-queue-num-queues", "5"));
+    assert!(r.guest_write("ring-ref", "10"));
+    assert!(r.guest_write("event-channel", "1"));
+    r.set_front_state(XenbusState::Initialised);
+    r.xenbus();
+    assert_eq!(r.back_state(), XenbusState::Closing);
+    assert!(r.read(&format!("{}/error", r.back)).unwrap().contains("5 queues"));
+}

@@ -350,7 +350,7 @@ fn connect(g: &Guest, backend: &mut BlockBackend, f: &mut Front, start: u32) -> 
     f.req_prod = start;
     f.shadow.clear();
     let port = g.unbound_port()?;
-    let p = FrontendParams { ring_refs: (0..f.pages).map(|i| RING_REF + i).collect(), event_channel: port, abi: f.abi, persistent: f.persistent };
+    let p = FrontendParams::single((0..f.pages).map(|i| RING_REF + i).collect(), port, f.abi, f.persistent);
     backend.connect(&p).map_err(|e| format!("connect: {e}"))
 }
 
