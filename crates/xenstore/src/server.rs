@@ -19,7 +19,10 @@
 //! A client's replies are written by the thread that read its requests, right
 //! after processing them; the writer thread sends what other connections
 //! cause. So a request costs one thread wakeup, and an idle server wakes
-//! once a second per client.
+//! once a second per client. Measured: one `recv` and one `send` per request
+//! (or per batch read at once), no `futex`; at one request in flight this is
+//! as fast as `examples/xsnull.rs`, a store that does no work
+//! (docs/testing.md).
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -83,6 +83,46 @@ fn clients_share_the_store_and_see_each_others_writes() {
     shared.with(|xs| xs.check()).unwrap();
 }
 
+/// Requests that arrive together (several in one write, one split over two
+/// writes) are each answered, in order, and the replies of one batch leave
+/// together.
+#[test]
+fn batched_and_split_requests_are_answered_in_order() {
+    let path = socket_path();
+    let shared = Shared::new(Xenstore::default());
+    let _server = SocketServer::spawn(&path, shared.clone()).unwrap();
+    let mut a = Client::connect(&path);
+    let mut batch = Vec::new();
+    for i in 0..8u32 {
+        let value = format!("v{i}");
+        batch.extend(Message::with_strings(MsgType::Write, 10 + i, 0, &[b"/b/x", value.as_bytes()]).to_bytes());
+        batch.extend(Message::with_strings(MsgType::Read, 20 + i, 0, &[b"/b/x"]).to_bytes());
+    }
+    a.s.write_all(&batch).unwrap();
+    // One write of requests is one read for the server: its 16 replies come
+    // back in one write, so one read gets them all.
+    let mut buf = [0u8; 4096];
+    let n = a.s.read(&mut buf).unwrap();
+    a.d.feed_all(&buf[..n], &mut a.q).unwrap();
+    assert_eq!(a.q.len(), 16);
+    for i in 0..8u32 {
+        let w = a.next();
+        assert_eq!((w.req_id, w.payload.as_slice()), (10 + i, &b"OK\0"[..]));
+        let r = a.next();
+        // with_strings ends the value with a NUL, which WRITE stores.
+        assert_eq!((r.req_id, r.payload.clone()), (20 + i, format!("v{i}\0").into_bytes()));
+    }
+    // A request whose header and payload come in separate writes.
+    let split = Message::with_strings(MsgType::Read, 99, 0, &[b"/b/x"]).to_bytes();
+    let (head, tail) = split.split_at(10);
+    a.s.write_all(head).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    a.s.write_all(tail).unwrap();
+    let r = a.next();
+    assert_eq!((r.req_id, r.payload.as_slice()), (99, &b"v7\0"[..]));
+    shared.with(|xs| xs.check()).unwrap();
+}
+
 #[test]
 fn the_hook_hears_about_guest_output() {
     let path = socket_path();
