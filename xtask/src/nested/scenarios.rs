@@ -52,7 +52,7 @@ run() {
     i=0; while ! grep -q "XENKVM-L2: up" /tmp/$name.log && kill -0 $pid 2>/dev/null && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done
     if grep -q "XENKVM-L2: up" /tmp/$name.log; then
       wait $pid
-      grep -E "BENCH-|XENKVM-L2" /tmp/$name.log
+      grep -E "BENCH-|XENKVM-L2|BUG:|Kernel panic|Oops|xenkvm: |fio: |dd: " /tmp/$name.log | head -n 40
       echo "XENKVM-L1: $name tries=$tries"
       return
     fi
