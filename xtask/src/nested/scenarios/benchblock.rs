@@ -46,7 +46,7 @@ rr=$(fio --name=rr --filename=/dev/$dev --rw=randread --bs=4k --direct=1 --ioeng
 rw=$(fio --name=rw --filename=/dev/$dev --rw=randwrite --bs=4k --direct=1 --ioengine=psync --runtime=10 --time_based --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{print $49}')
 echo "BENCH-BLOCK vmm=guest dev=$dev seqread_s=$(awk "BEGIN {print $t1 - $t0}") seqwrite_s=$(awk "BEGIN {print $t2 - $t1}") randread_iops=$rr randwrite_iops=$rw"
 # Let the serial console drain before the power goes.
-sleep 2
+sleep 3
 poweroff -f"#;
 
 /// One measured run.

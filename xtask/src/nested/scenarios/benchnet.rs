@@ -30,6 +30,7 @@ servers() {
   killall nc 2>/dev/null
   nc -l -p 5001 < /tmp/to-guest &
   nc -l -p 5002 <&3 > /tmp/from-guest &
+  sleep 1
 }
 "#,
     retry_runner!(),
@@ -51,15 +52,16 @@ i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+
 ip link set lo up
 ip addr add 10.99.0.2/24 dev eth0
 ip link set eth0 up
-sleep 1
-ping -c 1 -W 3 10.99.0.1 > /dev/null 2>&1
+i=0; while ! ping -c 1 -W 2 10.99.0.1 > /dev/null 2>&1 && [ $i -lt 15 ]; do i=$((i+1)); done
+echo "XENKVM-L2: L1 answers after $i failed pings"
 mkfifo /tmp/hold; exec 3<>/tmp/hold
 up() { cut -d' ' -f1 /proc/uptime; }
 t0=$(up); nc 10.99.0.1 5001 <&3 > /tmp/got; t1=$(up)
 got=$(wc -c < /tmp/got); rm -f /tmp/got
 dd if=/dev/zero bs=1048576 count=64 2>/dev/null | nc 10.99.0.1 5002; t2=$(up)
 echo "BENCH-NET vmm=guest rx_s=$(awk "BEGIN {print $t1 - $t0}") rx_bytes=$got tx_s=$(awk "BEGIN {print $t2 - $t1}")"
-sleep 1
+# Let the serial console drain before the power goes.
+sleep 3
 poweroff -f"#;
 
 /// One measured run: seconds for each direction and bytes received.
