@@ -49,10 +49,11 @@ run() {
     : > /tmp/$name.log
     "$@" -append "$APPEND $extra" > /tmp/$name.log 2>&1 &
     pid=$!
-    i=0; while ! grep -q "XENKVM-L2: up" /tmp/$name.log && kill -0 $pid 2>/dev/null && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done
-    if grep -q "XENKVM-L2: up" /tmp/$name.log; then
+    booted() { tr -cd '\11\12\15\40-\176' < /tmp/$name.log | grep -q "XENKVM-L2: up"; }
+    i=0; while ! booted && kill -0 $pid 2>/dev/null && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done
+    if booted; then
       wait $pid
-      grep -E "BENCH-|XENKVM-L2|BUG:|Kernel panic|Oops|xenkvm: |fio: |dd: " /tmp/$name.log | head -n 40
+      tr -cd '\11\12\15\40-\176' < /tmp/$name.log | grep -E "BENCH-|XENKVM-L2|BUG:|Kernel panic|Oops|xenkvm: |fio: |dd: " | head -n 40
       echo "XENKVM-L1: $name tries=$tries"
       return
     fi
