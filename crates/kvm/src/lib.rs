@@ -11,6 +11,7 @@
 pub mod caps;
 pub mod clock;
 pub mod cpuid;
+pub mod ioctls;
 pub mod kick;
 pub mod vcpu;
 pub mod vm;

@@ -315,7 +315,10 @@ pub(crate) fn open_socket(id: &str, path: &Path, wait: bool) -> Result<Arc<Chard
     let reader = dev.clone();
     std::thread::Builder::new()
         .name(format!("chardev-{id}"))
-        .spawn(move || serve_socket(&reader, &listener, first))
+        .spawn(move || {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Service);
+            serve_socket(&reader, &listener, first)
+        })
         .map_err(|source| OpenChardevError::SpawnReader { id: id.to_owned(), source })?;
     Ok(dev)
 }
@@ -372,7 +375,10 @@ fn open_pty(id: &str) -> Result<Arc<Chardev>, OpenChardevError> {
     let dev2 = dev.clone();
     std::thread::Builder::new()
         .name(format!("chardev-{id}"))
-        .spawn(move || read_pty(&dev2, reader))
+        .spawn(move || {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Worker);
+            read_pty(&dev2, reader)
+        })
         .map_err(|source| OpenChardevError::SpawnReader { id: id.to_owned(), source })?;
     Ok(dev)
 }

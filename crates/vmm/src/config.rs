@@ -173,6 +173,20 @@ pub struct VmConfig {
     pub spare_drives: Vec<(String, DiskConfig)>,
     /// `-netdev` taps (id, ifname) no `-device` uses: QMP `device_add` may plug them.
     pub spare_netdevs: Vec<(String, String)>,
+    /// `--seccomp`: the syscall filters of the VMM's threads (`seccomp.rs`).
+    pub seccomp: SeccompMode,
+}
+
+/// What a thread's seccomp filter does with a syscall outside its list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeccompMode {
+    /// Kill the whole process (SIGSYS): the default.
+    #[default]
+    On,
+    /// No filters at all.
+    Off,
+    /// Allow it but have the kernel log it (to find a missing syscall).
+    Log,
 }
 
 /// One QMP control socket.
@@ -262,6 +276,7 @@ impl VmConfig {
             domid: DEFAULT_DOMID,
             spare_drives: Vec::new(),
             spare_netdevs: Vec::new(),
+            seccomp: SeccompMode::On,
         }
     }
 

@@ -18,6 +18,7 @@ mod pvblock;
 mod pvconsole;
 mod pvnet;
 pub mod qmp;
+pub mod seccomp;
 mod stdin;
 mod tap;
 #[cfg(test)]
@@ -79,6 +80,8 @@ pub enum VmmError {
     OpenTap(#[source] Box<tap::OpenTapError>),
     #[error("Cannot open a character device")]
     OpenChardev(#[source] Box<chardev::OpenChardevError>),
+    #[error("Cannot set up the seccomp sandbox")]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("Cannot open a QMP socket")]
     OpenQmp(#[source] Box<qmp::server::OpenQmpError>),
 }
@@ -100,6 +103,7 @@ extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void
 /// (restarting it on reboot unless `no_reboot`).
 pub fn run(cfg: VmConfig) -> Result<RunOutcome, VmmError> {
     cfg.validate()?;
+    seccomp::install(cfg.seccomp)?;
     register_signal_handler(SIGRTMIN(), kick).map_err(VmmError::KickSignal)?;
     chardev::open(&cfg).map_err(|e| VmmError::OpenChardev(Box::new(e)))?;
     let machine = qmp::machine::VmHandle::new(&cfg);
@@ -191,7 +195,10 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
         };
         let t = std::thread::Builder::new()
             .name(format!("vcpu{}", vcpu.id))
-            .spawn(move || vcpu::run_vcpu(vcpu, handler))
+            .spawn(move || {
+                seccomp::enter(seccomp::ThreadKind::Vcpu);
+                vcpu::run_vcpu(vcpu, handler)
+            })
             .map_err(VmmError::SpawnThread)?;
         threads.push(t);
     }
@@ -209,7 +216,10 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
     };
     let console_thread = std::thread::Builder::new()
         .name("pvconsole".into())
-        .spawn(move || console.run())
+        .spawn(move || {
+            seccomp::enter(seccomp::ThreadKind::Worker);
+            console.run()
+        })
         .map_err(VmmError::SpawnThread)?;
     let store = xenstored::Xenstored::new(cfg, &vm.special, vm.signals.backends.clone(), vm.signals.soft_resets.clone())?;
     let disk_context = pvblock::Context {
@@ -223,7 +233,11 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
     let (store_domain, store_backends, store_control) = (vm.domain.clone(), vm.signals.backends.clone(), control.clone());
     let store_thread = std::thread::Builder::new()
         .name("xenstored".into())
-        .spawn(move || store.run(store_domain, store_backends, store_control))
+        .spawn(move || {
+            // Service: dropping the store's socket server wakes its accept thread.
+            seccomp::enter(seccomp::ThreadKind::Service);
+            store.run(store_domain, store_backends, store_control)
+        })
         .map_err(VmmError::SpawnThread)?;
     machine.attach(qmp::machine::Running {
         store: disk_context.shared.clone(),
@@ -237,13 +251,19 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
     let (domain, timers, timer_control) = (vm.domain.clone(), vm.signals.timers.clone(), control.clone());
     let timer_thread = std::thread::Builder::new()
         .name("xen-timers".into())
-        .spawn(move || events::run_timers(domain, timers, timer_control))
+        .spawn(move || {
+            seccomp::enter(seccomp::ThreadKind::Worker);
+            events::run_timers(domain, timers, timer_control)
+        })
         .map_err(VmmError::SpawnThread)?;
     let (legacy_signal, legacy_control) = (vm.legacy.signal(), control.clone());
     let legacy = vm.legacy;
     let legacy_thread = std::thread::Builder::new()
         .name("legacy-timers".into())
-        .spawn(move || legacy.run(&legacy_control))
+        .spawn(move || {
+            seccomp::enter(seccomp::ThreadKind::Worker);
+            legacy.run(&legacy_control)
+        })
         .map_err(VmmError::SpawnThread)?;
     let end = control.wait(limit);
     control.finish(end.clone());

@@ -87,7 +87,10 @@ pub fn spawn_disk(
         control: ctx.control.clone(),
         life,
     };
-    std::thread::Builder::new().name(name).spawn(move || worker.run()).map_err(VmmError::SpawnThread)
+    std::thread::Builder::new().name(name).spawn(move || {
+        crate::seccomp::enter(crate::seccomp::ThreadKind::Worker);
+        worker.run()
+    }).map_err(VmmError::SpawnThread)
 }
 
 struct Worker {

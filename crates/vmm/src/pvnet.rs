@@ -90,7 +90,13 @@ pub fn spawn_nic(opts: VifOptions, tap: Tap, ctx: &Context, life: Option<Arc<Dev
         control: ctx.control.clone(),
         life,
     };
-    let spawn = |n: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(n).spawn(f).map_err(VmmError::SpawnThread);
+    let spawn = |n: String, f: Box<dyn FnOnce() + Send>| {
+        let body = move || {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Worker);
+            f()
+        };
+        std::thread::Builder::new().name(n).spawn(body).map_err(VmmError::SpawnThread)
+    };
     Ok(vec![spawn(format!("{name}-tap"), Box::new(move || reader.run()))?, spawn(name, Box::new(move || worker.run()))?])
 }
 

@@ -44,7 +44,10 @@ pub fn forward(target: InputTarget) {
         *t = Some(target);
     }
     START.call_once(|| {
-        if let Err(e) = std::thread::Builder::new().name("stdin".into()).spawn(read_loop) {
+        if let Err(e) = std::thread::Builder::new().name("stdin".into()).spawn(|| {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Worker);
+            read_loop()
+        }) {
             tracing::warn!("no input to the guest: cannot start the stdin thread: {e}");
         }
     });

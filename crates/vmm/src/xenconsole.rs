@@ -95,7 +95,10 @@ pub fn spawn_console(
         control: ctx.control.clone(),
         life,
     };
-    std::thread::Builder::new().name(format!("console{devid}")).spawn(move || worker.run()).map_err(VmmError::SpawnThread)
+    std::thread::Builder::new().name(format!("console{devid}")).spawn(move || {
+        crate::seccomp::enter(crate::seccomp::ThreadKind::Worker);
+        worker.run()
+    }).map_err(VmmError::SpawnThread)
 }
 
 pub struct Worker {

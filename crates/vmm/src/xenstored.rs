@@ -81,7 +81,9 @@ impl Xenstored {
             }),
         );
         let path = cfg.xenstore_socket_path();
-        let socket = match SocketServer::spawn(&path, shared.clone()) {
+        // Its threads cannot call seccomp::enter: start them under the service filter.
+        let spawned = crate::seccomp::spawn_under(crate::seccomp::ThreadKind::Service, || SocketServer::spawn(&path, shared.clone()));
+        let socket = match spawned.and_then(|r| r) {
             Ok(s) => {
                 eprintln!("xenkvm: xenstore for host tools at {} (XENSTORED_PATH)", path.display());
                 Some(s)

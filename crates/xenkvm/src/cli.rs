@@ -106,6 +106,10 @@ pub struct Cli {
     /// default $XDG_RUNTIME_DIR/xenkvm-PID.xenstored: --xenstore-socket PATH
     #[arg(long, value_name = "PATH")]
     xenstore_socket: Option<std::path::PathBuf>,
+    /// xenkvm extension: the threads' syscall filters; `log` lets a forbidden
+    /// syscall through and logs it to the kernel log: --seccomp on|off|log
+    #[arg(long, value_name = "on|off|log")]
+    seccomp: Option<String>,
     /// A disk image: -drive file=F,if=xen[,format=raw|qcow2][,readonly=on] or
     /// -drive file=F,if=none,id=ID for -device
     #[arg(long, value_name = "file=F,if=xen|none,...", action = ArgAction::Append)]
@@ -290,6 +294,9 @@ impl Cli {
             cfg.timeout = Some(options::parse_timeout(timeout)?);
         }
         cfg.xenstore_socket = self.xenstore_socket.clone();
+        if let Some(mode) = &self.seccomp {
+            cfg.seccomp = options::parse_seccomp(mode)?;
+        }
         let (console_devices, devices) = crate::chardev::split_devices(&self.device);
         let chardevs = crate::chardev::parse_all(&self.chardev, self.serial.as_deref(), &console_devices, &self.mon)?;
         if let Some(serial) = chardevs.serial {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use xenkvm_vmm::{AccelConfig, CpuConfig, HypercallPath};
+use xenkvm_vmm::{AccelConfig, CpuConfig, HypercallPath, SeccompMode};
 
 use crate::error::CliError;
 
@@ -349,6 +349,16 @@ pub fn parse_timeout(value: &str) -> Result<Duration, CliError> {
                 "a positive number of seconds like 30 or 2.5",
             )
         })
+}
+
+/// `--seccomp on|off|log`.
+pub fn parse_seccomp(value: &str) -> Result<SeccompMode, CliError> {
+    match value {
+        "on" => Ok(SeccompMode::On),
+        "off" => Ok(SeccompMode::Off),
+        "log" => Ok(SeccompMode::Log),
+        _ => Err(CliError::invalid("--seccomp", value, "on, off or log")),
+    }
 }
 
 #[cfg(test)]

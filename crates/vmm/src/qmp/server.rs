@@ -58,7 +58,10 @@ fn start_one(cfg: &QmpConfig, vm: &Arc<VmHandle>) -> Result<SocketGuard, OpenQmp
     let name = path.clone();
     std::thread::Builder::new()
         .name("qmp-listen".into())
-        .spawn(move || accept_loop(&listener, &vm, &name))
+        .spawn(move || {
+            crate::seccomp::enter(crate::seccomp::ThreadKind::Service);
+            accept_loop(&listener, &vm, &name)
+        })
         .map_err(|source| OpenQmpError::Spawn { path, source })?;
     Ok(guard)
 }
@@ -74,6 +77,7 @@ fn accept_loop(listener: &UnixListener, vm: &Arc<VmHandle>, path: &Path) {
 
 fn spawn_client(stream: UnixStream, vm: Arc<VmHandle>, path: &Path) {
     let spawned = std::thread::Builder::new().name("qmp-client".into()).spawn(move || {
+        crate::seccomp::enter(crate::seccomp::ThreadKind::Service);
         if let Err(e) = serve(stream, &vm) {
             tracing::debug!("QMP client gone: {e}");
         }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use xenkvm_vmm::{AccelConfig, ConfigError, CpuConfig, KernelSource, SerialConfig, VmConfig};
+use xenkvm_vmm::{AccelConfig, ConfigError, CpuConfig, KernelSource, SeccompMode, SerialConfig, VmConfig};
 
 use super::*;
 
@@ -169,6 +169,7 @@ fn full_linux_command_line() {
         domid: 1,
         spare_drives: Vec::new(),
         spare_netdevs: Vec::new(),
+        seccomp: SeccompMode::On,
     };
     assert_eq!(cfg, expected);
 }

@@ -130,3 +130,12 @@ fn accel_selects_the_hypercall_transport() {
     assert!(e.contains("x-xen-hypercalls=fast"), "{e}");
     assert_eq!(parse_accel("kvm,xen-version=0x40011").unwrap().hypercalls, HypercallPath::Auto);
 }
+
+#[test]
+fn seccomp_modes() {
+    use xenkvm_vmm::SeccompMode;
+    assert_eq!(parse_seccomp("on").unwrap(), SeccompMode::On);
+    assert_eq!(parse_seccomp("off").unwrap(), SeccompMode::Off);
+    assert_eq!(parse_seccomp("log").unwrap(), SeccompMode::Log);
+    assert!(parse_seccomp("yes").is_err());
+}
