@@ -35,8 +35,10 @@ finish() { await "XENKVM-L1: xenkvm rc" 1; exec 3>&-; wait $RUN; RC=$(sed -n 's/
 /// `run NAME EXTRA-APPEND VMM-COMMAND...` for the benchmarks: starts the VMM
 /// with `-append "$APPEND EXTRA-APPEND"` and its output in /tmp/NAME.log; a
 /// guest that does not reach its /init within 120 s (the early-boot hang of
-/// docs/nested.md) is killed and started again, up to three times. Prints the
-/// run's `BENCH-` and `XENKVM-L2` lines and `XENKVM-L1: NAME tries=N`.
+/// docs/nested.md) is killed and started again, and a run whose guest gave no
+/// `BENCH-` line (the post-/init crash there) is run again, up to three times
+/// in all. Prints the run's `BENCH-`, `XENKVM-L2` and crash lines and
+/// `XENKVM-L1: NAME tries=N`.
 #[macro_export]
 macro_rules! retry_runner {
     () => {
@@ -54,8 +56,12 @@ run() {
     if booted; then
       wait $pid
       tr -cd '\11\12\15\40-\176' < /tmp/$name.log | grep -E "BENCH-|XENKVM-L2|BUG:|Kernel panic|Oops|xenkvm: |fio: |dd: " | head -n 40
-      echo "XENKVM-L1: $name tries=$tries"
-      return
+      if grep -q "BENCH-" /tmp/$name.log || [ $tries -ge 3 ]; then
+        echo "XENKVM-L1: $name tries=$tries"
+        return
+      fi
+      echo "XENKVM-L1: $name run $tries gave no result (a guest crash above?); retrying"
+      continue
     fi
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     echo "XENKVM-L1: $name boot $tries hung in early boot; retrying"
