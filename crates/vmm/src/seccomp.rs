@@ -80,6 +80,11 @@ pub fn program(kind: ThreadKind, mode: SeccompMode, pid: u32) -> Result<BpfProgr
         SeccompMode::Log => SeccompAction::Log,
         SeccompMode::On | SeccompMode::Off => SeccompAction::KillProcess,
     };
+    program_with(kind, denied, pid)
+}
+
+/// The compiled filter of `kind` with `denied` for syscalls off its list.
+fn program_with(kind: ThreadKind, denied: SeccompAction, pid: u32) -> Result<BpfProgram, SeccompError> {
     let build = |e| SeccompError::Build(kind.name(), e);
     let filter = SeccompFilter::new(rules(kind, pid)?, denied, SeccompAction::Allow, TargetArch::x86_64).map_err(build)?;
     filter.try_into().map_err(build)

@@ -9,8 +9,8 @@ use seccompiler::{BackendError, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition
 /// A filter's rules: syscall number to conditions (empty: always allowed).
 pub type Rules = BTreeMap<i64, Vec<SeccompRule>>;
 
-/// Every thread: memory, locks, time, signals, thread start and exit, and
-/// writing its log lines to standard error.
+/// Every thread: memory, locks, time, signals, thread start and exit,
+/// writing its log lines to standard error and guest output to chardevs.
 const BASE: &[i64] = &[
     libc::SYS_brk,
     libc::SYS_mmap,
@@ -40,10 +40,13 @@ const BASE: &[i64] = &[
     libc::SYS_close,
     libc::SYS_write,
     libc::SYS_writev,
+    // A chardev socket client that stops reading is shut down by the writer.
+    libc::SYS_shutdown,
 ];
 
-/// Device backends: disk images (discard is `fallocate(PUNCH_HOLE)`), taps,
-/// sockets and terminals they read and write.
+/// Device backends: disk images (discard is `fallocate(PUNCH_HOLE)`, qcow2
+/// growth `ftruncate`, closing an image drops its `flock`), taps, sockets and
+/// terminals they read and write.
 const WORKER: &[i64] = &[
     libc::SYS_read,
     libc::SYS_readv,
@@ -56,6 +59,8 @@ const WORKER: &[i64] = &[
     libc::SYS_fsync,
     libc::SYS_fdatasync,
     libc::SYS_fallocate,
+    libc::SYS_ftruncate,
+    libc::SYS_flock,
     libc::SYS_lseek,
     libc::SYS_fstat,
     libc::SYS_newfstatat,
@@ -64,54 +69,25 @@ const WORKER: &[i64] = &[
     libc::SYS_ppoll,
     libc::SYS_recvfrom,
     libc::SYS_sendto,
-    libc::SYS_recvmsg,
-    libc::SYS_sendmsg,
 ];
 
 /// QMP, socket servers and hotplug: accept clients, open images and taps,
 /// start backend threads.
 const SERVICE: &[i64] = &[
     libc::SYS_accept4,
-    libc::SYS_accept,
     libc::SYS_bind,
     libc::SYS_listen,
     libc::SYS_connect,
-    libc::SYS_shutdown,
-    libc::SYS_getsockname,
-    libc::SYS_getpeername,
     libc::SYS_setsockopt,
     libc::SYS_getsockopt,
     libc::SYS_unlink,
-    libc::SYS_unlinkat,
-    libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_fcntl,
     libc::SYS_dup,
-    libc::SYS_dup3,
-    libc::SYS_flock,
-    libc::SYS_ftruncate,
+    libc::SYS_fstatfs,
     libc::SYS_chmod,
-    libc::SYS_fchmod,
-    libc::SYS_fchmodat,
     libc::SYS_clone,
     libc::SYS_clone3,
-    libc::SYS_access,
-    libc::SYS_readlink,
-];
-
-/// The main thread beyond the others: building the VM (any KVM request) and
-/// the process around it.
-const MAIN: &[i64] = &[
-    libc::SYS_rt_sigaction,
-    libc::SYS_prlimit64,
-    libc::SYS_pipe2,
-    libc::SYS_eventfd2,
-    libc::SYS_memfd_create,
-    libc::SYS_getuid,
-    libc::SYS_geteuid,
-    libc::SYS_getcwd,
-    libc::SYS_uname,
-    libc::SYS_sysinfo,
 ];
 
 /// `ioctl`'s request argument and the other checked arguments.
@@ -119,13 +95,20 @@ fn arg(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Back
     SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
 }
 
-/// One rule per allowed value of argument `index`.
+/// One rule per allowed value of argument `index` (none would read as
+/// "any value": refused).
 fn each_value(index: u8, values: &[u64]) -> Result<Vec<SeccompRule>, BackendError> {
+    if values.is_empty() {
+        return Err(BackendError::EmptyRule);
+    }
     values.iter().map(|&v| SeccompRule::new(vec![arg(index, SeccompCmpOp::Eq, v)?])).collect()
 }
 
 /// One rule per allowed ioctl type (the request's bits 8 to 15).
 fn each_type(types: &[u32]) -> Result<Vec<SeccompRule>, BackendError> {
+    if types.is_empty() {
+        return Err(BackendError::EmptyRule);
+    }
     let rule = |t: u32| SeccompRule::new(vec![arg(1, SeccompCmpOp::MaskedEq(0xff00), u64::from(t) << 8)?]);
     types.iter().map(|&t| rule(t)).collect()
 }
@@ -176,10 +159,20 @@ fn fd_checks() -> Result<Rules, BackendError> {
     Ok(Rules::from([(libc::SYS_fcntl, each_value(1, &[libc::F_GETFD as u64])?)]))
 }
 
+/// The stdio chardev's handler for terminating signals, which may run on
+/// any thread: restore the terminal (`TCSETS`), reset the signal's action,
+/// raise it again (`tgkill`, in [`own_signals`]).
+fn terminal_restore() -> Result<Rules, BackendError> {
+    let mut rules = ioctls(&[libc::TCGETS, libc::TCSETS])?;
+    plain(&mut rules, &[libc::SYS_rt_sigaction]);
+    Ok(rules)
+}
+
 /// What every thread may do.
 pub fn base(pid: u32) -> Result<Rules, BackendError> {
     let mut rules = own_signals(pid)?;
     merge(&mut rules, fd_checks()?);
+    merge(&mut rules, terminal_restore()?);
     plain(&mut rules, BASE);
     Ok(rules)
 }
@@ -193,8 +186,8 @@ pub fn vcpu(pid: u32) -> Result<Rules, BackendError> {
     Ok(rules)
 }
 
-/// Terminal, socket and tap ioctls a backend makes.
-const WORKER_IOCTLS: &[u64] = &[libc::FIONBIO, libc::TCGETS, TUNSETOFFLOAD];
+/// Socket and tap ioctls a backend makes.
+const WORKER_IOCTLS: &[u64] = &[libc::FIONBIO, TUNSETOFFLOAD];
 
 /// A tap's offloads, which a NIC backend sets when its frontend connects.
 const TUNSETOFFLOAD: u64 = 0x4004_54d0;
@@ -224,11 +217,12 @@ pub fn service(pid: u32) -> Result<Rules, BackendError> {
 }
 
 /// The main thread: everything the others may do, since they stack their
-/// filters on its own, plus building VMs.
+/// filters on its own, plus every KVM request (building VMs). Nothing else:
+/// the process's start-up (`prlimit64`, `execve`'s aftermath) is over by
+/// the time it is installed.
 pub fn main(pid: u32) -> Result<Rules, BackendError> {
     let mut rules = service(pid)?;
     merge(&mut rules, vcpu(pid)?);
-    plain(&mut rules, MAIN);
     merge(&mut rules, Rules::from([(libc::SYS_ioctl, each_type(&[xenkvm_kvm::ioctls::KVM_IOCTL_TYPE])?)]));
     Ok(rules)
 }
