@@ -179,10 +179,11 @@ pub fn base(pid: u32) -> Result<Rules, BackendError> {
 
 /// A vCPU thread: run the guest, write the serial console.
 pub fn vcpu(pid: u32) -> Result<Rules, BackendError> {
-    let mut rules = base(pid)?;
-    let mut requests = xenkvm_kvm::ioctls::runtime();
-    requests.extend(xenkvm_kvm::ioctls::vcpu());
-    merge(&mut rules, ioctls(&requests)?);
+    // KVM_RUN first: the filter checks a syscall's rules in order.
+    let mut requests = xenkvm_kvm::ioctls::vcpu();
+    requests.extend(xenkvm_kvm::ioctls::runtime());
+    let mut rules = ioctls(&requests)?;
+    merge(&mut rules, base(pid)?);
     Ok(rules)
 }
 
@@ -211,8 +212,11 @@ pub fn service(pid: u32) -> Result<Rules, BackendError> {
     let mut rules = worker(pid)?;
     plain(&mut rules, SERVICE);
     merge(&mut rules, thread_start()?);
-    merge(&mut rules, Rules::from([(libc::SYS_ioctl, each_type(&[TTY_AND_TUN])?)]));
     merge(&mut rules, Rules::from([(libc::SYS_socket, each_value(0, &[libc::AF_UNIX as u64])?)]));
+    // Type 'T' covers the worker's FIONBIO, TUNSETOFFLOAD, TCGETS and TCSETS.
+    let mut ioctl = each_type(&[TTY_AND_TUN])?;
+    ioctl.extend(each_value(1, &xenkvm_kvm::ioctls::runtime())?);
+    rules.insert(libc::SYS_ioctl, ioctl);
     Ok(rules)
 }
 
@@ -223,6 +227,7 @@ pub fn service(pid: u32) -> Result<Rules, BackendError> {
 pub fn main(pid: u32) -> Result<Rules, BackendError> {
     let mut rules = service(pid)?;
     merge(&mut rules, vcpu(pid)?);
-    merge(&mut rules, Rules::from([(libc::SYS_ioctl, each_type(&[xenkvm_kvm::ioctls::KVM_IOCTL_TYPE])?)]));
+    // Two types cover every request the other kinds name, KVM's first.
+    rules.insert(libc::SYS_ioctl, each_type(&[xenkvm_kvm::ioctls::KVM_IOCTL_TYPE, TTY_AND_TUN])?);
     Ok(rules)
 }

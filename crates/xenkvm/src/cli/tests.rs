@@ -450,3 +450,10 @@ fn nics_in_qemu_spelling() {
     let e = xen_err(&["-netdev", "tap,id=n0,ifname=xk0,script=/etc/qemu-ifup"]);
     assert!(e.to_string().contains("script=/etc/qemu-ifup"), "{e}");
 }
+
+#[test]
+fn seccomp_is_on_unless_turned_off() {
+    assert_eq!(ok(&[]).seccomp, SeccompMode::On);
+    assert_eq!(ok(&["--seccomp", "off"]).seccomp, SeccompMode::Off);
+    assert_eq!(ok(&["--seccomp=log"]).seccomp, SeccompMode::Log);
+}
