@@ -101,7 +101,7 @@ struct Filters {
 
 static FILTERS: OnceLock<Filters> = OnceLock::new();
 
-/// Hidden test hook: `XENKVM_SECCOMP_SELFTEST=vcpu|worker|service` makes the
+/// Hidden test hook: `XENKVM_SECCOMP_SELFTEST=main|vcpu|worker|service` makes the
 /// first thread of that kind call `ptrace` (allowed to no thread) right after
 /// it enters its filter.
 const SELFTEST_VAR: &str = "XENKVM_SECCOMP_SELFTEST";
