@@ -48,6 +48,8 @@ run() {
   tries=0
   while [ $tries -lt 3 ]; do
     tries=$((tries+1))
+    # A scenario's per-attempt set-up (e.g. fresh listening sockets).
+    if type before_try >/dev/null 2>&1; then before_try; fi
     : > /tmp/$name.log
     "$@" -append "$APPEND $extra" > /tmp/$name.log 2>&1 &
     pid=$!

@@ -26,7 +26,7 @@ ip addr add 10.99.0.1/24 dev xk0
 ip link set xk0 up
 dd if=/dev/zero of=/tmp/to-guest bs=1048576 count=64 2>/dev/null
 mkfifo /tmp/hold; exec 3<>/tmp/hold
-servers() {
+before_try() {
   killall nc 2>/dev/null
   nc -l -p 5001 < /tmp/to-guest &
   nc -l -p 5002 <&3 > /tmp/from-guest &
@@ -36,11 +36,11 @@ servers() {
     retry_runner!(),
     r#"NET="-netdev tap,id=n0,ifname=xk0,script=no,downscript=no"
 Q="/anchor/qemu-system-x86_64 -L /anchor/pc-bios -accel kvm,xen-version=0x40011,kernel-irqchip=split -cpu host -m 512 -smp 1 -nographic -nodefaults -serial stdio -no-reboot -kernel /l2/vmlinuz -initrd /l2/initrd.gz $NET"
-servers; run xenkvm bench_net=1 /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz $NET -device xen-net-device,netdev=n0 -no-reboot --timeout 200
+run xenkvm bench_net=1 /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 512 -kernel /l2/vmlinuz -initrd /l2/initrd.gz $NET -device xen-net-device,netdev=n0 -no-reboot --timeout 200
 echo "XENKVM-L1: xenkvm received $(wc -c < /tmp/from-guest) bytes"
-servers; run qemu-xen bench_net=1 timeout -s KILL 200 $Q -device xen-net-device,netdev=n0
+run qemu-xen bench_net=1 timeout -s KILL 200 $Q -device xen-net-device,netdev=n0
 echo "XENKVM-L1: qemu-xen received $(wc -c < /tmp/from-guest) bytes"
-servers; run qemu-virtio bench_net=1 timeout -s KILL 200 $Q -device virtio-net-pci,netdev=n0
+run qemu-virtio bench_net=1 timeout -s KILL 200 $Q -device virtio-net-pci,netdev=n0
 echo "XENKVM-L1: qemu-virtio received $(wc -c < /tmp/from-guest) bytes"
 killall nc 2>/dev/null
 kill $WD 2>/dev/null
