@@ -68,7 +68,7 @@ pub enum PortState {
     /// Waiting for `remote_dom` to bind.
     Unbound { remote_dom: u16 },
     Interdomain(Remote),
-    /// Bound to a physical IRQ (not offered yet: `bind_pirq` is refused).
+    /// Bound to a PIRQ (a GSI or MSI routed to an event channel).
     Pirq(u32),
     Virq(u32),
     Ipi,
@@ -199,6 +199,7 @@ impl Domain {
                 let port = self.get_free_port()?;
                 self.bind_pirq(b.pirq, port)?;
                 self.set_port(port, PortState::Pirq(b.pirq), 0);
+                self.pirq_bound(b.pirq);
                 b.port = port;
                 self.write_back(req, arg, &b)
             }

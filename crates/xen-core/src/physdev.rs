@@ -6,8 +6,10 @@
 //!
 //! The table holds at most `max_pirqs` entries (`xen-evtchn-max-pirq`,
 //! default 256); a PIRQ number must be below it (QEMU's CVE-2026-0665 was
-//! accepting `pirq == max`). XENFEAT_hvm_pirqs is not offered yet, so a Linux
-//! guest does not use these calls until the device routes are wired.
+//! accepting `pirq == max`). With XENFEAT_hvm_pirqs a Linux guest maps
+//! every GSI it uses (the VMM's lines then call [`Domain::set_gsi`] before
+//! the I/O APIC) and takes its MSIs as PIRQs (`get_free_pirq`, then the PIRQ
+//! in the message the device sends).
 
 use std::collections::BTreeMap;
 
@@ -24,13 +26,18 @@ pub const DEFAULT_MAX_PIRQS: u32 = 256;
 pub const MAX_PIRQS_LIMIT: u32 = 1024;
 /// GSIs a guest may map (the I/O APIC's pins).
 pub const NR_GSIS: i32 = 24;
-/// MSI PIRQs are taken from here up, below them are the GSIs' own numbers.
+/// Xen's allocation order, which a migrated guest may rely on: PIRQs 0-15
+/// are never handed out, GSIs take 16-23 counting up, and MSIs (or GSIs
+/// once 16-23 are gone) count down from the top.
+const FIRST_GSI_PIRQ: u32 = 16;
 const FIRST_MSI_PIRQ: u32 = NR_GSIS as u32;
 
 /// What a PIRQ stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PirqSource {
     Gsi(u32),
+    /// Allocated by `get_free_pirq` (or mapped as an MSI): a device's MSI
+    /// names it in its message.
     Msi,
 }
 
@@ -46,13 +53,27 @@ pub struct Pirq {
 pub struct PirqTable {
     max: u32,
     entries: BTreeMap<u32, Pirq>,
+    /// GSI → the PIRQ mapped to it.
+    by_gsi: [Option<u32>; NR_GSIS as usize],
+    /// Levels of the PIRQ-routed GSIs as the devices drive them (bit n =
+    /// GSI n): a level-triggered line still high at EOI fires again.
+    gsi_levels: u32,
     /// `PHYSDEVOP_pirq_eoi_gmfn`: the guest's EOI bitmap frame.
     eoi_gmfn: Option<u64>,
+    /// The VMM routes its lines and MSIs here: XENFEAT_hvm_pirqs is offered.
+    offered: bool,
 }
 
 impl Default for PirqTable {
     fn default() -> Self {
-        Self { max: DEFAULT_MAX_PIRQS, entries: BTreeMap::new(), eoi_gmfn: None }
+        Self {
+            max: DEFAULT_MAX_PIRQS,
+            entries: BTreeMap::new(),
+            by_gsi: [None; NR_GSIS as usize],
+            gsi_levels: 0,
+            eoi_gmfn: None,
+            offered: false,
+        }
     }
 }
 
@@ -61,14 +82,53 @@ impl PirqTable {
         self.entries.get(&pirq)
     }
 
+    /// The PIRQ a GSI is routed to, if the guest mapped one.
+    pub fn of_gsi(&self, gsi: u32) -> Option<u32> {
+        *self.by_gsi.get(gsi as usize)?
+    }
+
     /// `pirq` must be below the maximum (not equal to it).
     fn check(&self, pirq: i32) -> Result<u32, XenErrno> {
         u32::try_from(pirq).ok().filter(|p| *p < self.max).ok_or(XenErrno::Einval)
     }
 
-    /// The lowest free PIRQ from `from` up.
-    fn free_from(&self, from: u32) -> Result<u32, XenErrno> {
-        (from..self.max).find(|p| !self.entries.contains_key(p)).ok_or(XenErrno::Enospc)
+    /// A mapped PIRQ from a guest's `irq` field: ENOENT when not in use.
+    fn in_use(&self, irq: u32) -> Result<(u32, Pirq), XenErrno> {
+        let pirq = self.check(i32::try_from(irq).map_err(|_| XenErrno::Einval)?)?;
+        self.entries.get(&pirq).map(|e| (pirq, *e)).ok_or(XenErrno::Enoent)
+    }
+
+    /// A free PIRQ in Xen's order: for a GSI the lowest of 16-23, else
+    /// the highest free one at or above 24.
+    fn allocate_number(&self, gsi: bool) -> Result<u32, XenErrno> {
+        let low = gsi.then(|| (FIRST_GSI_PIRQ..FIRST_MSI_PIRQ.min(self.max)).find(|p| !self.entries.contains_key(p)));
+        if let Some(Some(p)) = low {
+            return Ok(p);
+        }
+        (FIRST_MSI_PIRQ..self.max).rev().find(|p| !self.entries.contains_key(p)).ok_or(XenErrno::Enospc)
+    }
+
+    fn insert(&mut self, pirq: u32, source: PirqSource) {
+        if let PirqSource::Gsi(gsi) = source {
+            if let Some(slot) = self.by_gsi.get_mut(gsi as usize) {
+                *slot = Some(pirq);
+            }
+        }
+        self.entries.insert(pirq, Pirq { source, port: None });
+    }
+
+    fn remove(&mut self, pirq: u32) {
+        if let Some(Pirq { source: PirqSource::Gsi(gsi), .. }) = self.entries.remove(&pirq) {
+            if let Some(slot) = self.by_gsi.get_mut(gsi as usize) {
+                *slot = None;
+            }
+            self.gsi_levels &= !gsi_bit(gsi);
+        }
+    }
+
+    /// Whether a PIRQ-routed GSI's line is high.
+    fn gsi_high(&self, source: PirqSource) -> bool {
+        matches!(source, PirqSource::Gsi(gsi) if self.gsi_levels & gsi_bit(gsi) != 0)
     }
 
     /// Forgets every port binding (event channels were reset).
@@ -77,6 +137,11 @@ impl PirqTable {
             e.port = None;
         }
     }
+}
+
+/// GSI `gsi`'s bit in a level mask (none beyond the I/O APIC's pins).
+fn gsi_bit(gsi: u32) -> u32 {
+    if gsi < NR_GSIS as u32 { 1 << gsi } else { 0 }
 }
 
 /// The PIRQ an MSI names, if it is one (Linux's `xen_msi_compose_msg`):
@@ -101,6 +166,18 @@ impl Domain {
         Ok(())
     }
 
+    /// The VMM sends every GSI through [`Domain::set_gsi`] and every device
+    /// MSI through [`msi_pirq`]: offer XENFEAT_hvm_pirqs, so that Linux
+    /// routes its interrupts to event channels.
+    pub fn offer_hvm_pirqs(&mut self) {
+        self.pirqs.offered = true;
+    }
+
+    /// Whether XENFEAT_hvm_pirqs is offered.
+    pub fn hvm_pirqs_offered(&self) -> bool {
+        self.pirqs.offered
+    }
+
     pub fn pirqs(&self) -> &PirqTable {
         &self.pirqs
     }
@@ -123,24 +200,25 @@ impl Domain {
             }
             PHYSDEVOP_EOI => {
                 let e: PhysdevEoi = view.read_obj(arg)?;
-                let pirq = self.pirqs.check(i32::try_from(e.irq).map_err(|_| XenErrno::Einval)?)?;
-                self.pirqs.get(pirq).map(|_| 0).ok_or(XenErrno::Einval)
+                self.eoi_pirq(e.irq).map(|()| 0)
             }
             PHYSDEVOP_IRQ_STATUS_QUERY => {
                 let mut q: PhysdevIrqStatusQuery = view.read_obj(arg)?;
-                let pirq = self.pirqs.check(i32::try_from(q.irq).map_err(|_| XenErrno::Einval)?)?;
-                q.flags = match self.pirqs.get(pirq).map(|p| p.source) {
-                    Some(PirqSource::Gsi(_)) => XENIRQSTAT_NEEDS_EOI,
-                    _ => 0,
+                let (_, entry) = self.pirqs.in_use(q.irq)?;
+                q.flags = match entry.source {
+                    PirqSource::Gsi(_) => XENIRQSTAT_NEEDS_EOI,
+                    PirqSource::Msi => 0,
                 };
                 GuestView::new(&self.mem, req.paging).write_obj(arg, &q)?;
                 Ok(0)
             }
             PHYSDEVOP_GET_FREE_PIRQ => {
+                // Xen and QEMU reserve the number: the guest binds it next
+                // and writes it into its device's MSI message.
                 let mut g: PhysdevGetFreePirq = view.read_obj(arg)?;
-                let from = if g.type_ == MAP_PIRQ_TYPE_GSI { 0 } else { FIRST_MSI_PIRQ };
-                g.pirq = self.pirqs.free_from(from)?;
+                g.pirq = self.pirqs.allocate_number(g.type_ == MAP_PIRQ_TYPE_GSI)?;
                 GuestView::new(&self.mem, req.paging).write_obj(arg, &g)?;
+                self.pirqs.insert(g.pirq, PirqSource::Msi);
                 Ok(0)
             }
             PHYSDEVOP_PIRQ_EOI_GMFN_V1 | PHYSDEVOP_PIRQ_EOI_GMFN_V2 => {
@@ -166,9 +244,9 @@ impl Domain {
         }
     }
 
-    /// `map_pirq`: a GSI gets the PIRQ asked for, or its own number if free,
-    /// else the lowest free; an MSI the one asked for or the lowest free
-    /// above the GSIs. Mapping a GSI again returns its PIRQ.
+    /// `map_pirq`: a GSI gets the PIRQ asked for, else one in Xen's order;
+    /// mapping a GSI again returns its PIRQ. A PIRQ the guest reserved with
+    /// `get_free_pirq` may be mapped to a GSI.
     fn map_pirq(&mut self, type_: i32, index: i32, want: i32) -> Result<u32, XenErrno> {
         let source = match type_ {
             MAP_PIRQ_TYPE_GSI if (0..NR_GSIS).contains(&index) => PirqSource::Gsi(index as u32),
@@ -176,38 +254,61 @@ impl Domain {
             MAP_PIRQ_TYPE_MSI | MAP_PIRQ_TYPE_MSI_SEG | MAP_PIRQ_TYPE_MULTI_MSI => PirqSource::Msi,
             _ => return Err(XenErrno::Einval),
         };
-        if let PirqSource::Gsi(_) = source {
-            if let Some((p, _)) = self.pirqs.entries.iter().find(|(_, e)| e.source == source) {
-                return Ok(*p);
+        if let PirqSource::Gsi(gsi) = source {
+            if let Some(p) = self.pirqs.of_gsi(gsi) {
+                return Ok(p);
             }
         }
         let pirq = if want >= 0 {
             let p = self.pirqs.check(want)?;
-            if self.pirqs.entries.contains_key(&p) {
-                return Err(XenErrno::Eexist);
+            match self.pirqs.entries.get(&p) {
+                None => p,
+                Some(Pirq { source: PirqSource::Msi, port: None }) if source != PirqSource::Msi => p,
+                Some(_) => return Err(XenErrno::Eexist),
             }
-            p
         } else {
-            match source {
-                PirqSource::Gsi(gsi) if !self.pirqs.entries.contains_key(&gsi) && gsi < self.pirqs.max => gsi,
-                PirqSource::Gsi(_) => self.pirqs.free_from(0)?,
-                PirqSource::Msi => self.pirqs.free_from(FIRST_MSI_PIRQ)?,
-            }
+            self.pirqs.allocate_number(matches!(source, PirqSource::Gsi(_)))?
         };
-        self.pirqs.entries.insert(pirq, Pirq { source, port: None });
+        self.pirqs.insert(pirq, source);
         Ok(pirq)
     }
 
     fn unmap_pirq(&mut self, pirq: i32) -> Result<(), XenErrno> {
         let pirq = self.pirqs.check(pirq)?;
         match self.pirqs.entries.get(&pirq) {
-            None => Err(XenErrno::Einval),
+            None => Err(XenErrno::Enoent),
             Some(Pirq { port: Some(_), .. }) => Err(XenErrno::Ebusy),
             Some(_) => {
-                self.pirqs.entries.remove(&pirq);
+                self.pirqs.remove(pirq);
                 Ok(())
             }
         }
+    }
+
+    /// `PHYSDEVOP_eoi`: a level-triggered GSI still high fires again.
+    fn eoi_pirq(&mut self, irq: u32) -> Result<(), XenErrno> {
+        let (pirq, entry) = self.pirqs.in_use(irq)?;
+        if entry.source == PirqSource::Msi {
+            return Err(XenErrno::Einval);
+        }
+        if self.pirqs.gsi_high(entry.source) {
+            self.raise_pirq(pirq);
+        }
+        Ok(())
+    }
+
+    /// A device drives GSI `gsi` to `level`. When the guest routed the GSI
+    /// to a PIRQ this takes the line (the I/O APIC must not see it) and
+    /// returns true; a rising or held level makes the bound port pending.
+    pub fn set_gsi(&mut self, gsi: u32, level: bool) -> bool {
+        let Some(pirq) = self.pirqs.of_gsi(gsi) else { return false };
+        if level {
+            self.pirqs.gsi_levels |= gsi_bit(gsi);
+            self.raise_pirq(pirq);
+        } else {
+            self.pirqs.gsi_levels &= !gsi_bit(gsi);
+        }
+        true
     }
 
     /// `EVTCHNOP_bind_pirq`: the PIRQ must be mapped and not bound.
@@ -220,6 +321,14 @@ impl Domain {
                 e.port = Some(port);
                 Ok(())
             }
+        }
+    }
+
+    /// After `EVTCHNOP_bind_pirq` set the port up: a level GSI that is
+    /// already high is delivered now rather than lost.
+    pub(crate) fn pirq_bound(&mut self, pirq: u32) {
+        if self.pirqs.get(pirq).is_some_and(|e| self.pirqs.gsi_high(e.source)) {
+            self.raise_pirq(pirq);
         }
     }
 

@@ -68,6 +68,19 @@ impl Domain {
         byte & (1 << (port % 8)) != 0
     }
 
+    /// Clears `port`'s pending bit, as the guest does when it handles the
+    /// event (tests play the guest).
+    #[cfg(test)]
+    pub(crate) fn clear_port_pending(&self, port: u32) {
+        let l = self.shinfo_layout();
+        let off = (l.evtchn_pending + u64::from(port) / 8) as usize;
+        let mut byte = [0u8];
+        if self.shared_info.read(off, &mut byte) {
+            byte[0] &= !(1 << (port % 8));
+            self.shared_info.write(off, &byte);
+        }
+    }
+
     /// Number of event-channel ports the 2-level ABI addresses in this layout.
     pub fn max_ports(&self) -> u32 {
         let l = self.shinfo_layout();

@@ -72,6 +72,9 @@ impl Domain {
                     return Err(XenErrno::Einval);
                 }
                 fi.submap = HVM_FEATURES;
+                if self.hvm_pirqs_offered() {
+                    fi.submap |= 1 << XENFEAT_HVM_PIRQS;
+                }
                 view.write_obj(arg, &fi)?;
                 Ok(0)
             }

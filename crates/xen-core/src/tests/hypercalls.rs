@@ -80,7 +80,11 @@ fn xen_version_features() {
         assert_ne!(fi.submap & (1 << bit), 0, "feature {bit}");
     }
     assert_eq!(fi.submap & (1 << XENFEAT_DOM0), 0);
-    assert_eq!(fi.submap & (1 << XENFEAT_HVM_PIRQS), 0, "no PIRQ support yet");
+    assert_eq!(fi.submap & (1 << XENFEAT_HVM_PIRQS), 0, "not offered until the VMM routes lines");
+    t.d.offer_hvm_pirqs();
+    t.put(SCRATCH, &XenFeatureInfo { submap_idx: 0, submap: 0 });
+    assert_eq!(t.call(HYPERVISOR_XEN_VERSION, &[XENVER_GET_FEATURES, SCRATCH]), 0);
+    assert_ne!(t.get::<XenFeatureInfo>(SCRATCH).submap & (1 << XENFEAT_HVM_PIRQS), 0);
     t.put(SCRATCH, &XenFeatureInfo { submap_idx: 1, submap: 0 });
     assert_eq!(t.call(HYPERVISOR_XEN_VERSION, &[XENVER_GET_FEATURES, SCRATCH]), EINVAL);
     t.put(SCRATCH, &XenFeatureInfo { submap_idx: u32::MAX, submap: 0 });

@@ -30,6 +30,27 @@ fn bind(t: &mut TestDomain, pirq: u32) -> Result<u32, i64> {
     }
 }
 
+fn get_free(t: &mut TestDomain, type_: i32) -> Result<u32, i64> {
+    t.put(SCRATCH, &PhysdevGetFreePirq { type_, pirq: 0 });
+    match t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_GET_FREE_PIRQ, SCRATCH]) {
+        0 => Ok(t.get::<PhysdevGetFreePirq>(SCRATCH).pirq),
+        e => Err(e),
+    }
+}
+
+fn eoi(t: &mut TestDomain, irq: u32) -> i64 {
+    t.put(SCRATCH, &PhysdevEoi { irq });
+    t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_EOI, SCRATCH])
+}
+
+fn status_flags(t: &mut TestDomain, irq: u32) -> Result<u32, i64> {
+    t.put(SCRATCH, &PhysdevIrqStatusQuery { irq, flags: 0 });
+    match t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_IRQ_STATUS_QUERY, SCRATCH]) {
+        0 => Ok(t.get::<PhysdevIrqStatusQuery>(SCRATCH).flags),
+        e => Err(e),
+    }
+}
+
 #[test]
 fn pirq_numbers_stay_below_the_maximum() {
     let mut t = TestDomain::new();
@@ -40,36 +61,41 @@ fn pirq_numbers_stay_below_the_maximum() {
     assert_eq!(map(&mut t, MAP_PIRQ_TYPE_MSI, -1, 63), Err(EEXIST));
     assert_eq!(unmap(&mut t, 64), EINVAL);
     assert_eq!(unmap(&mut t, -1), EINVAL);
-    // The rest of the MSI range fills up, then ENOSPC.
-    for _ in 24..63 {
+    assert_eq!(unmap(&mut t, 40), ENOENT, "not in use");
+    // The rest of the MSI range (24..63) fills up top-down, then ENOSPC.
+    assert_eq!(get_free(&mut t, MAP_PIRQ_TYPE_MSI), Ok(62));
+    for _ in 24..62 {
         assert!(map(&mut t, MAP_PIRQ_TYPE_MSI, -1, -1).is_ok());
     }
     assert_eq!(map(&mut t, MAP_PIRQ_TYPE_MSI, -1, -1), Err(ENOSPC));
+    assert_eq!(get_free(&mut t, MAP_PIRQ_TYPE_MSI), Err(ENOSPC));
     assert_eq!(t.d.set_max_pirqs(0), Err(xenkvm_xen_abi::errno::XenErrno::Einval));
     assert_eq!(t.d.set_max_pirqs(1025), Err(xenkvm_xen_abi::errno::XenErrno::Einval));
 }
 
 #[test]
-fn gsis_map_to_their_own_number_once() {
+fn allocation_follows_xens_order() {
     let mut t = TestDomain::new();
-    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 9, -1), Ok(9));
-    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 9, -1), Ok(9), "mapping a GSI again gives its PIRQ");
+    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 9, -1), Ok(16), "GSIs count up from 16");
+    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 9, -1), Ok(16), "mapping a GSI again gives its PIRQ");
+    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 4, -1), Ok(17));
+    assert_eq!(get_free(&mut t, MAP_PIRQ_TYPE_MSI), Ok(255), "MSIs count down from the top");
+    assert_eq!(get_free(&mut t, MAP_PIRQ_TYPE_MSI), Ok(254), "get_free_pirq reserves the number");
     assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 24, -1), Err(EINVAL), "beyond the I/O APIC");
     assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, -3, -1), Err(EINVAL));
     assert_eq!(map(&mut t, MAP_PIRQ_TYPE_UNKNOWN, 1, -1), Err(EINVAL));
-    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_MSI, -1, -1), Ok(24), "MSIs start above the GSIs");
+    // A reserved, unbound number may be mapped to a GSI; a GSI's may not be taken.
+    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 5, 254), Ok(254));
+    assert_eq!(map(&mut t, MAP_PIRQ_TYPE_GSI, 6, 16), Err(EEXIST));
     t.put(SCRATCH, &PhysdevMapPirq { domid: 0, type_: MAP_PIRQ_TYPE_GSI, index: 1, pirq: -1, ..Default::default() });
     assert_eq!(t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_MAP_PIRQ, SCRATCH]), EPERM);
-    t.put(SCRATCH, &PhysdevGetFreePirq { type_: MAP_PIRQ_TYPE_MSI, pirq: 0 });
-    assert_eq!(t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_GET_FREE_PIRQ, SCRATCH]), 0);
-    assert_eq!(t.get::<PhysdevGetFreePirq>(SCRATCH).pirq, 25);
-    t.put(SCRATCH, &PhysdevIrqStatusQuery { irq: 9, flags: 0 });
-    assert_eq!(t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_IRQ_STATUS_QUERY, SCRATCH]), 0);
-    assert_eq!(t.get::<PhysdevIrqStatusQuery>(SCRATCH).flags, XENIRQSTAT_NEEDS_EOI);
-    t.put(SCRATCH, &PhysdevEoi { irq: 9 });
-    assert_eq!(t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_EOI, SCRATCH]), 0);
-    t.put(SCRATCH, &PhysdevEoi { irq: 256 });
-    assert_eq!(t.call(HYPERVISOR_PHYSDEV_OP, &[PHYSDEVOP_EOI, SCRATCH]), EINVAL);
+    assert_eq!(status_flags(&mut t, 16), Ok(XENIRQSTAT_NEEDS_EOI));
+    assert_eq!(status_flags(&mut t, 255), Ok(0), "an MSI needs no EOI");
+    assert_eq!(status_flags(&mut t, 100), Err(ENOENT));
+    assert_eq!(eoi(&mut t, 16), 0);
+    assert_eq!(eoi(&mut t, 255), EINVAL, "EOI is for GSIs");
+    assert_eq!(eoi(&mut t, 100), ENOENT);
+    assert_eq!(eoi(&mut t, 256), EINVAL);
     assert_eq!(t.call(HYPERVISOR_PHYSDEV_OP, &[99, SCRATCH]), ENOSYS);
 }
 
@@ -77,7 +103,7 @@ fn gsis_map_to_their_own_number_once() {
 fn a_bound_pirq_delivers_to_its_port_and_close_unbinds_it() {
     let mut t = TestDomain::new();
     assert_eq!(bind(&mut t, 30), Err(EINVAL), "not mapped");
-    let pirq = map(&mut t, MAP_PIRQ_TYPE_MSI, -1, -1).unwrap() as u32;
+    let pirq = get_free(&mut t, MAP_PIRQ_TYPE_MSI).unwrap();
     let port = bind(&mut t, pirq).unwrap();
     assert_eq!(bind(&mut t, pirq), Err(EBUSY));
     assert_eq!(unmap(&mut t, pirq as i32), EBUSY, "a bound PIRQ stays mapped");
@@ -90,6 +116,35 @@ fn a_bound_pirq_delivers_to_its_port_and_close_unbinds_it() {
     assert!(!t.d.raise_pirq(pirq), "closed: nothing takes it");
     assert_eq!(unmap(&mut t, pirq as i32), 0);
     assert!(!t.d.raise_pirq(9999));
+}
+
+fn clear(t: &mut TestDomain, port: u32) {
+    t.d.clear_port_pending(port);
+    assert!(!t.d.port_pending(port));
+}
+
+#[test]
+fn a_routed_gsi_bypasses_the_ioapic_and_a_held_level_fires_again_at_eoi() {
+    let mut t = TestDomain::new();
+    assert!(!t.d.set_gsi(17, true), "unmapped GSI: the I/O APIC's");
+    t.d.set_gsi(17, false);
+    let pirq = map(&mut t, MAP_PIRQ_TYPE_GSI, 17, -1).unwrap() as u32;
+    assert!(t.d.set_gsi(17, true), "mapped: taken even before a port is bound");
+    // Bound while the line is high: delivered at once.
+    let port = bind(&mut t, pirq).unwrap();
+    assert!(t.d.port_pending(port));
+    clear(&mut t, port);
+    // Still high at EOI: pending again; low: nothing.
+    assert_eq!(eoi(&mut t, pirq), 0);
+    assert!(t.d.port_pending(port));
+    clear(&mut t, port);
+    assert!(t.d.set_gsi(17, false));
+    assert_eq!(eoi(&mut t, pirq), 0);
+    assert!(!t.d.port_pending(port));
+    // An edge (a pulse) delivers once.
+    assert!(t.d.set_gsi(17, true) && t.d.set_gsi(17, false));
+    assert!(t.d.port_pending(port));
+    assert!(!t.d.set_gsi(99, true), "no such GSI");
 }
 
 #[test]
