@@ -7,11 +7,10 @@ use vm_memory::GuestMemoryMmap;
 use xenkvm_boot::acpi::{AcpiConfig, PmHardware};
 use xenkvm_boot::mptable::PciIrq;
 use xenkvm_devices::acpi_pm::{self, AcpiPm, PowerControl};
-use xenkvm_devices::ioapic::Ioapic;
 use xenkvm_devices::PioBus;
 use xenkvm_xen_core::ShutdownReason;
 
-use crate::irq::IoapicPin;
+use crate::irq::IrqLines;
 use crate::vcpu::{GuestEnd, RunControl};
 use crate::VmmError;
 
@@ -46,8 +45,8 @@ pub fn write_tables(ram: &GuestMemoryMmap<()>, cpus: u32, pci: &[PciIrq]) -> Res
 }
 
 /// Puts the PM1a blocks and the PM timer on `bus`, with the SCI on its I/O APIC pin.
-pub fn attach_pm(bus: &mut PioBus, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerControl>) -> Result<(), VmmError> {
-    let sci = IoapicPin { ioapic: ioapic.clone(), pin: usize::from(acpi_pm::SCI_IRQ) };
+pub fn attach_pm(bus: &mut PioBus, lines: &IrqLines, power: Arc<dyn PowerControl>) -> Result<(), VmmError> {
+    let sci = lines.line(usize::from(acpi_pm::SCI_IRQ));
     let pm = AcpiPm::new(Box::new(sci), power, acpi_pm::host_nanos());
     bus.insert(acpi_pm::PM_BASE.into(), acpi_pm::PM_PORTS.into(), Arc::new(Mutex::new(pm)))?;
     Ok(())
@@ -58,7 +57,7 @@ mod tests {
     use std::time::Duration;
 
     use xenkvm_devices::acpi_pm::ResetControl;
-    use xenkvm_devices::ioapic::MsiSink;
+    use xenkvm_devices::ioapic::{Ioapic, MsiSink};
     use xenkvm_devices::pci::{self, PciRoot};
 
     use super::*;
@@ -75,7 +74,7 @@ mod tests {
         let mut bus = PioBus::new();
         let pci = ResetControl::new(PciRoot::new(), control.clone());
         bus.insert(pci::CONFIG_ADDRESS.into(), pci::CONFIG_PORTS.into(), Arc::new(Mutex::new(pci))).unwrap();
-        attach_pm(&mut bus, &ioapic, control.clone()).unwrap();
+        attach_pm(&mut bus, &crate::irq::IrqLines { ioapic, domain: None }, control.clone()).unwrap();
         (bus, control)
     }
 

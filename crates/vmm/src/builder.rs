@@ -16,7 +16,7 @@ use xenkvm_boot::mptable::PciIrq;
 use xenkvm_devices::acpi_pm::{PowerControl, ResetControl};
 
 use crate::events::{Backends, IntxRoute, Signal, VmmUpcall};
-use crate::irq::{IoapicPin, KvmMsi};
+use crate::irq::{GsiLine, IrqLines, KvmMsi};
 use crate::legacy::LegacyTimers;
 use std::sync::atomic::AtomicBool;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
@@ -201,14 +201,18 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         }
     }
     let special = special_pages(&mut domain)?;
+    // Every device line below goes through the domain's PIRQ routing first.
+    domain.offer_hvm_pirqs();
+    let domain = Arc::new(Mutex::new(domain));
+    let lines = IrqLines { ioapic: ioapic.clone(), domain: Some(domain.clone()) };
     let mut mmio = MmioBus::new_mmio();
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
     crate::acpi::write_tables(&ram, cfg.vcpus, &pci_irqs)?;
     let control = Arc::new(RunControl::default());
-    let (bus, serial, legacy) = devices(cfg, &ioapic, control.clone())?;
-    Ok(BuiltVm { vcpus, domain: Arc::new(Mutex::new(domain)), bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, kicker, ram, hypercall_msr, control })
+    let (bus, serial, legacy) = devices(cfg, &lines, control.clone())?;
+    Ok(BuiltVm { vcpus, domain, bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, kicker, ram, hypercall_msr, control })
 }
 
 /// Maps the xenstore and console pages, grants them to the backends through the
@@ -267,11 +271,11 @@ const PLATFORM_PIN: u8 = 16;
 const COM1_IRQ: usize = 4;
 
 /// COM1 as wired here.
-pub type Com1 = SerialPort<IoapicPin, crate::chardev::SerialOut>;
+pub type Com1 = SerialPort<GsiLine, crate::chardev::SerialOut>;
 /// The port-I/O bus, COM1 when it is on stdio, and the legacy timers.
 type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>, LegacyTimers);
 
-fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerControl>) -> Result<PioDevices, VmmError> {
+fn devices(cfg: &VmConfig, lines: &IrqLines, power: Arc<dyn PowerControl>) -> Result<PioDevices, VmmError> {
     let mut bus = PioBus::new();
     let mut serial = None;
     let mut pci = PciRoot::new();
@@ -280,16 +284,16 @@ fn devices(cfg: &VmConfig, ioapic: &Arc<Mutex<Ioapic>>, power: Arc<dyn PowerCont
     // Byte accesses to 0xCF9 are the reset control register, not PCI.
     let pci = ResetControl::new(pci, power.clone());
     bus.insert(pci::CONFIG_ADDRESS.into(), pci::CONFIG_PORTS.into(), Arc::new(Mutex::new(pci)))?;
-    crate::acpi::attach_pm(&mut bus, ioapic, power)?;
+    crate::acpi::attach_pm(&mut bus, lines, power)?;
     let platform = Arc::new(Mutex::new(PlatformState::default()));
     bus.insert(FIXED_PORT_BASE.into(), FIXED_PORT_COUNT.into(), Arc::new(Mutex::new(PlatformPorts::new(platform))))?;
     if let Some(out) = crate::chardev::serial_output(cfg) {
-        let irq = IoapicPin { ioapic: ioapic.clone(), pin: COM1_IRQ };
+        let irq = lines.line(COM1_IRQ);
         let port = Arc::new(Mutex::new(SerialPort::with_irq(irq, out)));
         bus.insert(COM1.into(), 8, port.clone())?;
         serial = Some(port);
     }
     bus.insert(POST_PORT.into(), 1, Arc::new(Mutex::new(Sink)))?;
-    let legacy = crate::legacy::attach(&mut bus, ioapic, cfg.memory_bytes)?;
+    let legacy = crate::legacy::attach(&mut bus, lines, cfg.memory_bytes)?;
     Ok((bus, serial, legacy))
 }

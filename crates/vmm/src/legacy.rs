@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xenkvm_devices::clock::{MonotonicClock, TimedIrq, WallClock};
-use xenkvm_devices::ioapic::Ioapic;
 use xenkvm_devices::pit::{Pit, SpeakerPort, PIT_BASE, PIT_PORTS, SPEAKER_PORT};
 use xenkvm_devices::rtc::{RamSize, Rtc, RTC_BASE, RTC_IRQ, RTC_PORTS};
 use xenkvm_devices::PioBus;
 
 use crate::events::Signal;
-use crate::irq::IoapicPin;
+use crate::irq::IrqLines;
 use crate::vcpu::RunControl;
 use crate::VmmError;
 
@@ -35,8 +34,8 @@ pub struct LegacyTimers {
 
 /// Puts the PIT (0x40-0x43, 0x61) and the RTC (0x70-0x71) on `bus`, with
 /// CMOS memory bytes for `memory_bytes` of RAM.
-pub fn attach(bus: &mut PioBus, ioapic: &Arc<Mutex<Ioapic>>, memory_bytes: u64) -> Result<LegacyTimers, VmmError> {
-    let pin = |pin| IoapicPin { ioapic: ioapic.clone(), pin };
+pub fn attach(bus: &mut PioBus, lines: &IrqLines, memory_bytes: u64) -> Result<LegacyTimers, VmmError> {
+    let pin = |pin| lines.line(pin);
     let pit = Arc::new(Mutex::new(Pit::new(MonotonicClock::new(), pin(PIT_PIN))));
     bus.insert(PIT_BASE.into(), PIT_PORTS.into(), pit.clone())?;
     bus.insert(SPEAKER_PORT.into(), 1, Arc::new(Mutex::new(SpeakerPort(pit.clone()))))?;
@@ -73,7 +72,7 @@ impl LegacyTimers {
 
 #[cfg(test)]
 mod tests {
-    use xenkvm_devices::ioapic::MsiSink;
+    use xenkvm_devices::ioapic::{Ioapic, MsiSink};
 
     use super::*;
     use crate::vcpu::GuestEnd;
@@ -86,7 +85,7 @@ mod tests {
     fn wired(memory_bytes: u64) -> (PioBus, LegacyTimers) {
         let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(NoMsi))));
         let mut bus = PioBus::new();
-        let timers = attach(&mut bus, &ioapic, memory_bytes).unwrap();
+        let timers = attach(&mut bus, &IrqLines { ioapic, domain: None }, memory_bytes).unwrap();
         (bus, timers)
     }
 
