@@ -24,6 +24,12 @@ pub const TIMEOUT_ENV: &str = "XENKVM_NESTED_TIMEOUT";
 pub const ANCHOR_ENV: &str = "XENKVM_ANCHOR_DIR";
 const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
+/// The QEMU run's wall-clock limit: the setting, or more for a scenario whose
+/// own L1 limit needs it (L1's boot gets a minute on top).
+pub fn run_limit(settings: &Settings, scenario: &Scenario) -> Duration {
+    settings.timeout.max(Duration::from_secs(scenario.l1_timeout_secs + 60))
+}
+
 /// What the nested directory must hold, for the error message and docs/nested.md.
 pub const NEEDED: &str = "\
 the nested harness needs these files (directory from XENKVM_NESTED_DIR, default <workspace>/../shared/nested):
@@ -212,14 +218,15 @@ pub fn run(name: &str) -> Result<()> {
         initrd.display(),
         std::fs::metadata(&initrd)?.len() / 1024,
         prepared.as_secs_f64(),
-        settings.timeout.as_secs()
+        run_limit(&settings, scenario).as_secs()
     );
     let cmd = qemu::command(&settings, &initrd);
     eprintln!("xtask: running {cmd:?}");
-    let cap = qemu::run(cmd, settings.timeout, |l| println!("[L1] {l}"))?;
+    let limit = run_limit(&settings, scenario);
+    let cap = qemu::run(cmd, limit, |l| println!("[L1] {l}"))?;
     std::fs::write(work.join("console.log"), cap.lines.join("\n") + "\n")?;
     std::fs::write(work.join("qemu-stderr.log"), &cap.stderr)?;
-    let verdict = judge(scenario, &cap, settings.timeout);
+    let verdict = judge(scenario, &cap, limit);
     println!(
         "nested {}: QEMU run {:.1} s wall, total {:.1} s",
         scenario.name,
