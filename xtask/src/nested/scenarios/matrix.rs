@@ -34,6 +34,14 @@ pub struct Case {
     pub irq_lines: &'static [&'static [&'static str]],
 }
 
+impl Case {
+    /// What the case adds, for the report.
+    fn describe(&self) -> String {
+        let parts: Vec<&str> = [self.append, self.options].into_iter().filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() { "nothing added".into() } else { parts.join("; ") }
+    }
+}
+
 pub const CASES: [Case; 7] = [
     Case { name: "msi", append: "", options: "", irq_lines: &[&["xen-pirq", "msi", "virtio0-output"]] },
     Case { name: "nomsi", append: "pci=nomsi", options: "", irq_lines: &[&["xen-pirq", "virtio0"]] },
@@ -147,7 +155,7 @@ pub fn check_linux_matrix(c: &Console, report: &mut Vec<String>) -> Result<()> {
         lines.extend(text.lines().filter(|l| l.contains(&status)));
         report.extend(lines.iter().filter(|l| l.contains("irq ") || l.contains("eth0")).map(|l| format!("{prefix}{l}")));
         match case_failure(case, &lines) {
-            None => report.push(format!("case {}: PASS", case.name)),
+            None => report.push(format!("case {}: PASS ({})", case.name, case.describe())),
             Some(why) => {
                 report.push(format!("case {}: FAIL: {why}", case.name));
                 failed.push(case.name);
