@@ -74,7 +74,7 @@ mod tests {
         let mut bus = PioBus::new();
         let pci = ResetControl::new(PciRoot::new(), control.clone());
         bus.insert(pci::CONFIG_ADDRESS.into(), pci::CONFIG_PORTS.into(), Arc::new(Mutex::new(pci))).unwrap();
-        attach_pm(&mut bus, &crate::irq::IrqLines { ioapic, domain: None }, control.clone()).unwrap();
+        attach_pm(&mut bus, &crate::irq::IrqLines::ioapic_only(ioapic), control.clone()).unwrap();
         (bus, control)
     }
 

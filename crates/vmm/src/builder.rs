@@ -16,7 +16,7 @@ use xenkvm_boot::mptable::PciIrq;
 use xenkvm_devices::acpi_pm::{PowerControl, ResetControl};
 
 use crate::events::{Backends, IntxRoute, Signal, VmmUpcall};
-use crate::irq::{GsiLine, IrqLines, KvmMsi};
+use crate::irq::{GsiLine, IrqLines, KvmMsi, SharedLevels};
 use crate::legacy::LegacyTimers;
 use std::sync::atomic::AtomicBool;
 use xenkvm_kvm::clock::{host_tsc, KvmClock};
@@ -167,6 +167,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         gnttab_max_frames: cfg.accel.gnttab_max_frames,
     };
     let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
+    let levels: Arc<SharedLevels> = Arc::default();
     let signals = Signals::default();
     let upcall = VmmUpcall {
         msi: KvmMsi(kvm.clone()),
@@ -175,6 +176,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         waiters: signals.waiters.clone(),
         timers: signals.timers.clone(),
         line_asserted: signals.line_asserted.clone(),
+        levels: levels.clone(),
     };
     let ports = Ports {
         clock: Arc::new(clock),
@@ -204,7 +206,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     // Every device line below goes through the domain's PIRQ routing first.
     domain.offer_hvm_pirqs();
     let domain = Arc::new(Mutex::new(domain));
-    let lines = IrqLines { ioapic: ioapic.clone(), domain: Some(domain.clone()) };
+    let lines = IrqLines { ioapic: ioapic.clone(), domain: Some(domain.clone()), levels };
     let mut mmio = MmioBus::new_mmio();
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
     let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];

@@ -65,6 +65,8 @@ pub struct VmmUpcall {
     pub timers: Arc<Signal>,
     /// Mirrors the callback line, so vCPU 0 checks it without the domain lock.
     pub line_asserted: Arc<AtomicBool>,
+    /// The callback is one source of its line among the devices on it.
+    pub levels: Arc<crate::irq::SharedLevels>,
 }
 
 impl Upcall for VmmUpcall {
@@ -92,7 +94,8 @@ impl Upcall for VmmUpcall {
         };
         self.line_asserted.store(asserted, Ordering::SeqCst);
         if let Ok(mut io) = self.ioapic.lock() {
-            io.set_irq(pin, asserted);
+            let high = self.levels.set(pin, crate::irq::CALLBACK_SOURCE, asserted);
+            io.set_irq(pin, high);
         }
     }
 

@@ -1,11 +1,12 @@
 //! Interrupt wiring: the I/O APIC's messages reach the in-kernel local APICs as
 //! MSIs, and devices raise I/O APIC pins.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vm_superio::Trigger;
 use xenkvm_devices::acpi_pm::IrqLevel;
-use xenkvm_devices::ioapic::{Ioapic, MsiSink};
+use xenkvm_devices::ioapic::{Ioapic, MsiSink, NUM_PINS};
 use xenkvm_kvm::KvmVm;
 use xenkvm_xen_core::Domain;
 
@@ -47,7 +48,38 @@ impl IrqLevel for IoapicPin {
     }
 }
 
-/// A GSI as devices drive it: when the guest routed the GSI to a PIRQ
+/// The wired-OR of every source on each GSI: a line is high while any of
+/// its sources holds it high, so one device lowering a shared line (or the
+/// Xen callback lowering its own) never hides another's (QEMU bug #2731).
+/// Each source owns one bit of its pin's word.
+#[derive(Default)]
+pub struct SharedLevels {
+    pins: [AtomicU32; NUM_PINS],
+    next_source: AtomicU32,
+}
+
+/// The bit of the Xen callback line (devices take bits from 0 up).
+pub const CALLBACK_SOURCE: u32 = 1 << 31;
+/// Sources beyond this many per VM share the last device bit.
+const DEVICE_SOURCES: u32 = 31;
+
+impl SharedLevels {
+    /// A source bit for a new device line.
+    fn new_source(&self) -> u32 {
+        let n = self.next_source.fetch_add(1, Ordering::Relaxed);
+        1 << n.min(DEVICE_SOURCES - 1)
+    }
+
+    /// Sets `source`'s level on `gsi`; the line's resulting level. Callers
+    /// hold the lock of whatever they drive, so results apply in order.
+    pub fn set(&self, gsi: usize, source: u32, level: bool) -> bool {
+        let Some(pin) = self.pins.get(gsi) else { return level };
+        let now = if level { pin.fetch_or(source, Ordering::SeqCst) | source } else { pin.fetch_and(!source, Ordering::SeqCst) & !source };
+        now != 0
+    }
+}
+
+/// A GSI as one device drives it: when the guest routed the GSI to a PIRQ
 /// (XENFEAT_hvm_pirqs) the domain takes the line and the I/O APIC never sees
 /// it; otherwise it is the I/O APIC's pin. The domain lock is taken before,
 /// never while, the I/O APIC's (the I/O APIC's messages go straight to KVM).
@@ -56,18 +88,23 @@ pub struct GsiLine {
     pub ioapic: Arc<Mutex<Ioapic>>,
     pub domain: Option<Arc<Mutex<Domain>>>,
     pub gsi: usize,
+    levels: Arc<SharedLevels>,
+    source: u32,
 }
 
 impl GsiLine {
     fn drive(&self, level: bool) {
-        let taken = self.domain.as_ref().is_some_and(|d| {
-            let gsi = u32::try_from(self.gsi).unwrap_or(u32::MAX);
-            d.lock().is_ok_and(|mut d| d.set_gsi(gsi, level))
-        });
-        if !taken {
-            if let Ok(mut io) = self.ioapic.lock() {
-                io.set_irq(self.gsi, level);
+        let gsi = u32::try_from(self.gsi).unwrap_or(u32::MAX);
+        if let Some(Ok(mut d)) = self.domain.as_ref().map(|d| d.lock()) {
+            if d.pirqs().of_gsi(gsi).is_some() {
+                let high = self.levels.set(self.gsi, self.source, level);
+                d.set_gsi(gsi, high);
+                return;
             }
+        }
+        if let Ok(mut io) = self.ioapic.lock() {
+            let high = self.levels.set(self.gsi, self.source, level);
+            io.set_irq(self.gsi, high);
         }
     }
 }
@@ -88,16 +125,26 @@ impl IrqLevel for GsiLine {
     }
 }
 
-/// What hands out [`GsiLine`]s: the I/O APIC and, once it exists, the domain.
+/// What hands out [`GsiLine`]s: the I/O APIC, the shared levels and, once
+/// it exists, the domain.
 #[derive(Clone)]
 pub struct IrqLines {
     pub ioapic: Arc<Mutex<Ioapic>>,
     pub domain: Option<Arc<Mutex<Domain>>>,
+    pub levels: Arc<SharedLevels>,
 }
 
 impl IrqLines {
+    /// Lines of the I/O APIC alone (no PIRQ routing), for tests.
+    #[cfg(test)]
+    pub fn ioapic_only(ioapic: Arc<Mutex<Ioapic>>) -> Self {
+        Self { ioapic, domain: None, levels: Arc::default() }
+    }
+
+    /// A new source on `gsi`.
     pub fn line(&self, gsi: usize) -> GsiLine {
-        GsiLine { ioapic: self.ioapic.clone(), domain: self.domain.clone(), gsi }
+        let source = self.levels.new_source();
+        GsiLine { ioapic: self.ioapic.clone(), domain: self.domain.clone(), gsi, levels: self.levels.clone(), source }
     }
 }
 

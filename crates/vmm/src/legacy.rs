@@ -85,7 +85,7 @@ mod tests {
     fn wired(memory_bytes: u64) -> (PioBus, LegacyTimers) {
         let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(NoMsi))));
         let mut bus = PioBus::new();
-        let timers = attach(&mut bus, &IrqLines { ioapic, domain: None }, memory_bytes).unwrap();
+        let timers = attach(&mut bus, &IrqLines::ioapic_only(ioapic), memory_bytes).unwrap();
         (bus, timers)
     }
 

@@ -48,14 +48,14 @@ fn bind(vm: &TestVm, pirq: u32) -> u32 {
     b.port
 }
 
-fn ioapic_with_pin_unmasked(pin: u8, sink: Arc<CountMsi>) -> Arc<Mutex<Ioapic>> {
+fn ioapic_with_pin_unmasked(pin: u8, sink: Arc<CountMsi>, level: bool) -> Arc<Mutex<Ioapic>> {
     let ioapic = Arc::new(Mutex::new(Ioapic::new(sink)));
     {
         use xenkvm_devices::bus::BusDevice;
         let mut io = ioapic.lock().unwrap();
-        // Redirection entry low word: vector 0x30, edge, unmasked.
+        // Redirection entry low word: vector 0x30, edge or level, unmasked.
         io.write(0x00, &u32::from(0x10 + 2 * pin).to_le_bytes());
-        io.write(0x10, &0x30u32.to_le_bytes());
+        io.write(0x10, &(0x30u32 | if level { 1 << 15 } else { 0 }).to_le_bytes());
     }
     ioapic
 }
@@ -64,7 +64,7 @@ fn ioapic_with_pin_unmasked(pin: u8, sink: Arc<CountMsi>) -> Arc<Mutex<Ioapic>> 
 fn a_mapped_gsi_goes_to_its_event_channel_not_the_ioapic() {
     let vm = TestVm::new();
     let sink = Arc::new(CountMsi::default());
-    let lines = IrqLines { ioapic: ioapic_with_pin_unmasked(4, sink.clone()), domain: Some(vm.ctx.domain.clone()) };
+    let lines = IrqLines { ioapic: ioapic_with_pin_unmasked(4, sink.clone(), false), domain: Some(vm.ctx.domain.clone()), levels: Arc::default() };
     let com1 = lines.line(4);
     com1.trigger().unwrap();
     assert_eq!(sink.0.load(Ordering::SeqCst), 1, "not routed: the I/O APIC's pin");
@@ -96,4 +96,26 @@ fn a_pirq_msi_raises_its_port_and_an_ordinary_one_goes_to_the_apic() {
     assert!(vm.ctx.domain.lock().unwrap().port_pending(port));
     msi.send_msi(0xFEE0_0000, 0x4031);
     assert_eq!(apic.0.load(Ordering::SeqCst), 1, "vector 0x31: an ordinary MSI");
+}
+
+#[test]
+fn sources_sharing_a_line_do_not_lower_each_other() {
+    let sink = Arc::new(CountMsi::default());
+    let ioapic = ioapic_with_pin_unmasked(17, sink.clone(), true);
+    let lines = IrqLines { ioapic: ioapic.clone(), domain: None, levels: Arc::default() };
+    let (a, b) = (lines.line(17), lines.line(17));
+    a.set_level(true);
+    assert_eq!(sink.0.load(Ordering::SeqCst), 1);
+    b.set_level(true);
+    a.set_level(false);
+    // b still holds the line: the EOI of the first interrupt fires it again.
+    ioapic.lock().unwrap().end_of_interrupt(0x30);
+    assert_eq!(sink.0.load(Ordering::SeqCst), 2, "the line stayed high for b");
+    b.set_level(false);
+    ioapic.lock().unwrap().end_of_interrupt(0x30);
+    assert_eq!(sink.0.load(Ordering::SeqCst), 2, "both low: nothing more");
+    // The callback's bit is its own as well.
+    assert!(lines.levels.set(17, CALLBACK_SOURCE, true));
+    assert!(!lines.levels.set(17, CALLBACK_SOURCE, false));
+    assert!(lines.levels.set(99, CALLBACK_SOURCE, true), "no such pin: the level as given");
 }
