@@ -30,8 +30,9 @@ const LEVEL: u64 = 1 << 15;
 const REMOTE_IRR: u64 = 1 << 14;
 const DELIVERY_STATUS: u64 = 1 << 12;
 /// Bits the guest may write: vector, delivery mode, destination mode,
-/// polarity, trigger mode, mask, destination.
-const WRITABLE: u64 = 0xFF00_0000_0001_AFFF;
+/// polarity, trigger mode, mask, destination and its extension (bits 49-55,
+/// destination bits 8-14 when the guest uses the 15-bit extended ID).
+const WRITABLE: u64 = 0xFFFE_0000_0001_AFFF;
 
 /// Where interrupt messages go (the local APICs, through the accelerator).
 pub trait MsiSink: Send + Sync {
@@ -137,8 +138,10 @@ impl Ioapic {
 /// The MSI address and data a redirection entry describes.
 fn msi_of(e: u64) -> (u64, u32) {
     let dest = (e >> 56) & 0xFF;
+    let ext_dest = (e >> 49) & 0x7F;
     let dest_mode = (e >> 11) & 1;
-    let address = 0xFEE0_0000 | (dest << 12) | (dest_mode << 2);
+    // The extended ID travels in address bits 5-11, as in a device's MSI.
+    let address = 0xFEE0_0000 | (dest << 12) | (ext_dest << 5) | (dest_mode << 2);
     let data = (e & 0xFF) | (((e >> 8) & 0x7) << 8) | (((e >> 15) & 1) << 15) | (1 << 14);
     (address, data as u32)
 }
@@ -212,6 +215,20 @@ mod tests {
         io.pulse(4);
         let sent = msis.0.lock().unwrap().clone();
         assert_eq!(sent, vec![(0xFEE0_1000, 0x4024), (0xFEE0_1000, 0x4024)]);
+    }
+
+    #[test]
+    fn extended_destination_bits_reach_the_message() {
+        let msis = Arc::new(Msis::default());
+        let mut io = Ioapic::new(msis.clone());
+        // Destination 0x1234: low byte in bits 56-63, bits 8-14 in 49-55.
+        program(&mut io, 5, 0x40, (0x34 << 24) | (0x12 << 17));
+        io.pulse(5);
+        assert_eq!(msis.0.lock().unwrap()[0], (0xFEE3_4000 | (0x12 << 5), 0x4040));
+        // Bit 48 stays reserved.
+        program(&mut io, 6, 0x41, 1 << 16);
+        io.pulse(6);
+        assert_eq!(msis.0.lock().unwrap()[1].0, 0xFEE0_0000);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct HostCaps {
     pub user_space_msr: bool,
     pub msr_filter: bool,
     pub tsc_khz: bool,
+    /// `KVM_CAP_X2APIC_API` with 32-bit APIC IDs in MSIs: the guest may
+    /// use the 15-bit extended destination ID.
+    pub x2apic_api: bool,
 }
 
 /// `KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL`: the kernel can hand hypercalls to us.
@@ -30,6 +33,7 @@ impl HostCaps {
             user_space_msr: kvm.check_extension(Cap::X86UserSpaceMsr),
             msr_filter: kvm.check_extension(Cap::X86MsrFilter),
             tsc_khz: kvm.check_extension(Cap::GetTscKhz),
+            x2apic_api: int(Cap::X2ApicApi) & kvm_bindings::KVM_X2APIC_API_USE_32BIT_IDS != 0,
         }
     }
 
@@ -71,8 +75,8 @@ impl std::fmt::Display for HostCaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "xen_hvm={:#x} sync_regs={:#x} split_irqchip={} user_space_msr={} msr_filter={} tsc_khz={}",
-            self.xen_hvm, self.sync_regs, self.split_irqchip, self.user_space_msr, self.msr_filter, self.tsc_khz
+            "xen_hvm={:#x} sync_regs={:#x} split_irqchip={} user_space_msr={} msr_filter={} tsc_khz={} x2apic_api={}",
+            self.xen_hvm, self.sync_regs, self.split_irqchip, self.user_space_msr, self.msr_filter, self.tsc_khz, self.x2apic_api
         )
     }
 }

@@ -33,11 +33,42 @@ struct Slots {
     active: BTreeMap<u32, Segment>,
 }
 
+/// 32-bit APIC IDs in MSI routes (and no x2APIC broadcast quirk), as QEMU
+/// enables them: the precondition of the extended destination ID. Must come
+/// before the vCPUs exist; whether it took.
+fn enable_x2apic_api(fd: &VmFd) -> bool {
+    let mut cap = kvm_enable_cap { cap: kvm_bindings::KVM_CAP_X2APIC_API, ..Default::default() };
+    cap.args[0] = u64::from(kvm_bindings::KVM_X2APIC_API_USE_32BIT_IDS | kvm_bindings::KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK);
+    match fd.enable_cap(&cap) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("KVM_CAP_X2APIC_API not enabled ({e}): no extended destination IDs");
+            false
+        }
+    }
+}
+
+/// The message as KVM takes it: with the extended ID on, destination bits
+/// 8-14 move from address bits 5-11 to `address_hi` bits 8-14.
+pub fn kvm_msi_of(address: u64, data: u32, ext_dest_id: bool) -> kvm_bindings::kvm_msi {
+    let mut lo = address as u32;
+    let mut hi = (address >> 32) as u32;
+    let ext = lo & 0xFE0;
+    if ext_dest_id && ext != 0 {
+        hi |= ext << 3;
+        lo &= !0xFE0;
+    }
+    kvm_bindings::kvm_msi { address_lo: lo, address_hi: hi, data, ..Default::default() }
+}
+
 /// A KVM VM.
 pub struct KvmVm {
     pub kvm: Kvm,
     pub fd: Arc<VmFd>,
     pub caps: HostCaps,
+    /// MSIs may carry destination bits 8-14 in address bits 5-11 (the
+    /// 15-bit extended destination ID; KVM takes them in `address_hi`).
+    pub ext_dest_id: bool,
     slots: Mutex<Slots>,
     /// Duplicates of the vCPU fds, by vCPU id, for Xen attribute ioctls.
     pub(crate) vcpu_fds: Mutex<Vec<std::fs::File>>,
@@ -57,7 +88,8 @@ impl KvmVm {
         let mut cap = kvm_enable_cap { cap: KVM_CAP_SPLIT_IRQCHIP, ..Default::default() };
         cap.args[0] = IOAPIC_PINS;
         fd.enable_cap(&cap).map_err(Error::SplitIrqchip)?;
-        Ok(Self { kvm, fd: Arc::new(fd), caps, slots: Mutex::new(Slots::default()), vcpu_fds: Mutex::new(Vec::new()) })
+        let ext_dest_id = caps.x2apic_api && enable_x2apic_api(&fd);
+        Ok(Self { kvm, fd: Arc::new(fd), caps, ext_dest_id, slots: Mutex::new(Slots::default()), vcpu_fds: Mutex::new(Vec::new()) })
     }
 
     /// Makes guest writes of MSR `index` exit to userspace (the hypercall MSR).
@@ -74,13 +106,7 @@ impl KvmVm {
 
     /// Sends a message-signalled interrupt to the local APICs.
     pub fn signal_msi(&self, address: u64, data: u32) -> Result<()> {
-        let msi = kvm_bindings::kvm_msi {
-            address_lo: address as u32,
-            address_hi: (address >> 32) as u32,
-            data,
-            ..Default::default()
-        };
-        self.fd.signal_msi(msi).map(|_| ()).map_err(Error::SignalMsi)
+        self.fd.signal_msi(kvm_msi_of(address, data, self.ext_dest_id)).map(|_| ()).map_err(Error::SignalMsi)
     }
 
     /// Registers all of `mem` as guest RAM.
@@ -187,6 +213,17 @@ impl Physmap for KvmVm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extended_destination_bits_move_to_address_hi() {
+        // Destination 0x1234 in the extended form: 0x34 in bits 12-19, 0x12 in bits 5-11.
+        let m = kvm_msi_of(0xFEE3_4000 | (0x12 << 5), 0x4041, true);
+        assert_eq!((m.address_lo, m.address_hi, m.data), (0xFEE3_4000, 0x1200, 0x4041));
+        let plain = kvm_msi_of(0xFEE3_4000 | (0x12 << 5), 0x4041, false);
+        assert_eq!((plain.address_lo, plain.address_hi), (0xFEE3_4240, 0), "left alone without the x2APIC API");
+        let hi = kvm_msi_of(0x1_FEE0_1000, 0x30, true);
+        assert_eq!((hi.address_lo, hi.address_hi), (0xFEE0_1000, 1));
+    }
 
     #[test]
     fn overlays_split_ram() {

@@ -152,6 +152,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         base: XEN_CPUID_BASE,
         xen_vapic: cfg.cpu.xen_vapic,
         tsc_khz: clock.khz,
+        ext_dest_id: kvm.ext_dest_id,
     };
     for v in &vcpus {
         v.set_cpuid(&xenkvm_kvm::cpuid::vcpu_cpuid(&base, &xen_cpuid, v.id)?)?;

@@ -24,6 +24,9 @@ pub struct XenCpuidConfig {
     pub xen_vapic: bool,
     /// TSC frequency for the time leaf.
     pub tsc_khz: u32,
+    /// The VMM routes MSIs with the 15-bit extended destination ID, so the
+    /// guest may address more than 255 APIC IDs without an IOMMU.
+    pub ext_dest_id: bool,
 }
 
 /// Highest Xen leaf offset we define (base+4, the HVM leaf).
@@ -52,6 +55,9 @@ pub fn xen_leaves(cfg: &XenCpuidConfig, vcpu_id: u32) -> Vec<CpuidLeaf> {
         if version_at_least(cfg.xen_version, 4, 17) {
             hvm_eax |= XEN_HVM_CPUID_UPCALL_VECTOR;
         }
+        if cfg.ext_dest_id {
+            hvm_eax |= XEN_HVM_CPUID_EXT_DEST_ID;
+        }
     }
     vec![
         leaf(b, b + XEN_LEAF_COUNT - 1, XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX),
@@ -69,7 +75,7 @@ mod tests {
     use super::*;
 
     fn cfg(v: u32, vapic: bool) -> XenCpuidConfig {
-        XenCpuidConfig { xen_version: v, base: XEN_CPUID_BASE, xen_vapic: vapic, tsc_khz: 2_000_000 }
+        XenCpuidConfig { xen_version: v, base: XEN_CPUID_BASE, xen_vapic: vapic, tsc_khz: 2_000_000, ext_dest_id: false }
     }
 
     fn hvm(v: u32, vapic: bool, id: u32) -> (u32, u32) {
@@ -102,6 +108,11 @@ mod tests {
         let (eax, _) = hvm(0x40011, true, 0);
         assert_ne!(eax & XEN_HVM_CPUID_APIC_ACCESS_VIRT, 0);
         assert_ne!(eax & XEN_HVM_CPUID_X2APIC_VIRT, 0);
+        assert_eq!(eax & XEN_HVM_CPUID_EXT_DEST_ID, 0);
+        let c = XenCpuidConfig { ext_dest_id: true, ..cfg(0x40011, false) };
+        assert_ne!(xen_leaves(&c, 0)[4].eax & XEN_HVM_CPUID_EXT_DEST_ID, 0);
+        let old = XenCpuidConfig { ext_dest_id: true, ..cfg(0x40004, false) };
+        assert_eq!(xen_leaves(&old, 0)[4].eax, 0, "no HVM leaf flags before 4.5");
     }
 
     #[test]
