@@ -180,20 +180,19 @@ impl Worker {
                     tracing::warn!("{}: {e}", self.backend.paths().backend);
                 }
             }
-            let Some(port) = self.backend.port() else {
+            let ports = self.backend.ports();
+            if ports.is_empty() {
                 self.drop_queued();
                 self.backends.signal.wait(seen, POLL);
                 continue;
-            };
-            self.backends.take(port);
+            }
+            for &port in &ports {
+                self.backends.take(port);
+            }
             let tx = self.backend.process_tx(BUDGET);
             let rx_more = self.deliver();
-            let notify = self.backend.finish_rx() | tx.notify;
-            if notify {
-                if let Ok(mut d) = self.domain.lock() {
-                    let _ = d.backend_send(port);
-                }
-            }
+            let mask = self.backend.finish_rx() | tx.notify_queues;
+            self.notify(&ports, mask);
             if !tx.more && !rx_more {
                 self.backends.signal.wait(seen, POLL);
             }
@@ -238,6 +237,20 @@ impl Worker {
             self.inbox.room.notify_all();
         }
         more
+    }
+
+    /// Fires the event channel of each queue whose bit is set in `mask`.
+    fn notify(&self, ports: &[u32], mask: u32) {
+        if mask == 0 {
+            return;
+        }
+        if let Ok(mut d) = self.domain.lock() {
+            for (i, &port) in ports.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    let _ = d.backend_send(port);
+                }
+            }
+        }
     }
 
     /// Without a connected frontend the link is down: frames are lost.

@@ -14,9 +14,11 @@
 //!    [`NetBackend::receive`] copies a frame from the device into the guest.
 //!
 //! Offered: `feature-rx-copy` (rx-flip is not), `feature-sg`,
-//! `feature-gso-tcpv4`/`-tcpv6`, `feature-ipv6-csum-offload`. One queue, one
-//! event channel for both rings; the frontend must set `request-rx-copy` and
-//! `feature-rx-notify`.
+//! `feature-gso-tcpv4`/`-tcpv6`, `feature-ipv6-csum-offload`, and up to
+//! [`MAX_QUEUES`] queues (`multi-queue-max-queues`), each a tx and an rx ring
+//! with one event channel for both; the frontend must set `request-rx-copy`
+//! and `feature-rx-notify`. Every queue's tx ring is served; a received frame
+//! goes to the queue its IPv4 flow hashes to, so one flow stays in order.
 
 mod offload;
 mod rx;
@@ -57,12 +59,22 @@ pub struct VifOptions {
     pub ifname: String,
 }
 
-/// What the frontend published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrontendParams {
+/// Queues offered to the frontend (`multi-queue-max-queues`).
+pub const MAX_QUEUES: u32 = 4;
+
+/// One queue's rings and event channel as the frontend published them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueRefs {
     pub tx_ring_ref: u32,
     pub rx_ring_ref: u32,
     pub event_channel: u32,
+}
+
+/// What the frontend published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendParams {
+    /// At least one, at most [`MAX_QUEUES`].
+    pub queues: Vec<QueueRefs>,
     pub caps: RxCaps,
 }
 
@@ -75,7 +87,7 @@ pub enum ConnectError {
     RxFlip,
     #[error("feature-rx-notify is mandatory")]
     RxNotify,
-    #[error("{0} queues requested; one is supported")]
+    #[error("{0} queues requested; 1 to {MAX_QUEUES} are supported")]
     Queues(u32),
     #[error("split event channels were not offered")]
     SplitEventChannels,
@@ -106,19 +118,25 @@ pub struct Stats {
 /// What one [`NetBackend::process_tx`] call did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    /// Packets taken off the tx ring.
+    /// Packets taken off the tx rings.
     pub handled: usize,
-    /// The frontend should get an event.
+    /// The frontend should get an event (on the queues of `notify_queues`).
     pub notify: bool,
+    /// Bit n: queue n's event channel should fire.
+    pub notify_queues: u32,
     /// Packets are left (the budget ran out).
     pub more: bool,
 }
 
-struct Connection {
+struct Queue {
     tx: BackRing,
     rx: BackRing,
-    ring_pages: Vec<Mapped>,
     port: u32,
+}
+
+struct Connection {
+    queues: Vec<Queue>,
+    ring_pages: Vec<Mapped>,
     caps: RxCaps,
     /// A fatal protocol error disabled the interface until reconnection.
     disabled: bool,
@@ -186,7 +204,7 @@ impl NetBackend {
         ]
         .into_iter()
         .map(|k| (k, "1".to_string()))
-        .chain([("feature-rx-flip", "0".to_string())])
+        .chain([("feature-rx-flip", "0".to_string()), ("multi-queue-max-queues", MAX_QUEUES.to_string())])
         .collect()
     }
 
@@ -202,9 +220,14 @@ impl NetBackend {
         self.handshake.state()
     }
 
-    /// The backend end of the event channel, while connected.
+    /// The backend end of the first queue's event channel, while connected.
     pub fn port(&self) -> Option<u32> {
-        self.conn.as_ref().map(|c| c.port)
+        self.conn.as_ref().and_then(|c| c.queues.first()).map(|q| q.port)
+    }
+
+    /// The backend ends of every queue's event channel, in queue order.
+    pub fn ports(&self) -> Vec<u32> {
+        self.conn.as_ref().map(|c| c.queues.iter().map(|q| q.port).collect()).unwrap_or_default()
     }
 
     pub fn stats(&self) -> Stats {
@@ -225,9 +248,9 @@ impl NetBackend {
     /// rsp_prod_pvt)` while connected (for the fuzz harness).
     #[doc(hidden)]
     pub fn tx_ring_indices(&self) -> Option<(u32, u32, u32)> {
-        self.conn.as_ref().map(|c| {
-            let (cons, prod) = c.tx.indices();
-            (c.tx.size(), cons, prod)
+        self.conn.as_ref().and_then(|c| c.queues.first()).map(|q| {
+            let (cons, prod) = q.tx.indices();
+            (q.tx.size(), cons, prod)
         })
     }
 
@@ -245,45 +268,75 @@ impl NetBackend {
         run_handshake(self, with_store)
     }
 
-    /// Maps both rings, binds the event channel and tells the device the
-    /// offloads the frontend takes.
+    /// Maps every queue's rings, binds their event channels and tells the
+    /// device the offloads the frontend takes. All or nothing.
     pub fn connect(&mut self, p: &FrontendParams) -> Result<(), ConnectError> {
         self.disconnect();
-        let refs = [(p.tx_ring_ref, GrantAccess::Write), (p.rx_ring_ref, GrantAccess::Write)];
+        let n = u32::try_from(p.queues.len()).unwrap_or(u32::MAX);
+        if !(1..=MAX_QUEUES).contains(&n) {
+            return Err(ConnectError::Queues(n));
+        }
+        let refs: Vec<_> =
+            p.queues.iter().flat_map(|q| [(q.tx_ring_ref, GrantAccess::Write), (q.rx_ring_ref, GrantAccess::Write)]).collect();
         let ring_pages = self.grants.map(&refs).map_err(ConnectError::MapRing)?;
-        let bound = self.grants.domain().lock().map_err(|_| ConnectError::Node("domain".into())).and_then(|mut d| {
-            d.backend_bind_interdomain(p.event_channel).map_err(|e| ConnectError::BindEventChannel(p.event_channel, e))
-        });
-        let port = match bound {
-            Ok(port) => port,
+        let ports = match self.bind_all(&p.queues) {
+            Ok(ports) => ports,
             Err(e) => {
                 self.grants.unmap(&ring_pages);
                 return Err(e);
             }
         };
+        let ram = self.grants.ram().clone();
         let gfn = |i: usize| ring_pages.get(i).map(|m| m.gfn).into_iter().collect::<Vec<_>>();
-        let tx = BackRing::attach(self.grants.ram().clone(), gfn(0), TX_ENTRY_SIZE);
-        let rx = BackRing::attach(self.grants.ram().clone(), gfn(1), RX_ENTRY_SIZE);
+        let queues = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| Queue {
+                tx: BackRing::attach(ram.clone(), gfn(2 * i), TX_ENTRY_SIZE),
+                rx: BackRing::attach(ram.clone(), gfn(2 * i + 1), RX_ENTRY_SIZE),
+                port,
+            })
+            .collect();
         if let Err(e) = self.dev.set_offloads(&p.caps) {
             tracing::warn!("{}: cannot set the device's offloads: {e}", self.handshake.paths.backend);
         }
         tracing::info!(
-            "{}: connected ({}), event channel {}, {:?}",
+            "{}: connected ({}), {n} queue(s), event channels {:?}, {:?}",
             self.handshake.paths.backend,
             netif::format_mac(&self.opts.mac),
-            p.event_channel,
+            p.queues.iter().map(|q| q.event_channel).collect::<Vec<_>>(),
             p.caps
         );
-        self.conn = Some(Connection { tx, rx, ring_pages, port, caps: p.caps, disabled: false });
+        self.conn = Some(Connection { queues, ring_pages, caps: p.caps, disabled: false });
         Ok(())
     }
 
-    /// Unpins the rings and closes the event channel (idempotent).
+    /// Binds every queue's channel, or none (those bound are closed again).
+    fn bind_all(&self, queues: &[QueueRefs]) -> Result<Vec<u32>, ConnectError> {
+        let mut d = self.grants.domain().lock().map_err(|_| ConnectError::Node("domain".into()))?;
+        let mut ports = Vec::with_capacity(queues.len());
+        for q in queues {
+            match d.backend_bind_interdomain(q.event_channel) {
+                Ok(port) => ports.push(port),
+                Err(e) => {
+                    for port in ports {
+                        let _ = d.backend_close(port);
+                    }
+                    return Err(ConnectError::BindEventChannel(q.event_channel, e));
+                }
+            }
+        }
+        Ok(ports)
+    }
+
+    /// Unpins the rings and closes the event channels (idempotent).
     pub fn disconnect(&mut self) {
         if let Some(c) = self.conn.take() {
             self.grants.unmap(&c.ring_pages);
             if let Ok(mut d) = self.grants.domain().lock() {
-                let _ = d.backend_close(c.port);
+                for q in &c.queues {
+                    let _ = d.backend_close(q.port);
+                }
             }
             tracing::info!("{}: disconnected", self.handshake.paths.backend);
         }
@@ -296,18 +349,37 @@ impl NetBackend {
         }
     }
 
-    /// Sends up to `budget` of the guest's packets to the device.
+    /// Sends up to `budget` of the guest's packets to the device, taken
+    /// from every queue in turn.
     pub fn process_tx(&mut self, budget: usize) -> Progress {
         let mut progress = Progress::default();
+        let queues = self.conn.as_ref().map_or(0, |c| c.queues.len());
+        for index in 0..queues {
+            let left = budget.saturating_sub(progress.handled);
+            let q = self.process_tx_queue(index, left);
+            progress.handled += q.handled;
+            progress.more |= q.more;
+            if q.notify {
+                progress.notify = true;
+                progress.notify_queues |= 1 << index;
+            }
+        }
+        progress
+    }
+
+    /// [`NetBackend::process_tx`] for queue `index` alone.
+    fn process_tx_queue(&mut self, index: usize, budget: usize) -> Progress {
+        let mut progress = Progress::default();
         while let Some(conn) = self.conn.as_mut().filter(|c| !c.disabled) {
+            let Some(q) = conn.queues.get_mut(index) else { break };
             if progress.handled >= budget {
                 progress.more = true;
                 break;
             }
-            let packet = match take_packet(&mut conn.tx) {
+            let packet = match take_packet(&mut q.tx) {
                 Take::Packet(p) => p,
                 Take::Empty => {
-                    if conn.tx.final_check_for_requests() {
+                    if q.tx.final_check_for_requests() {
                         continue;
                     }
                     break;
@@ -321,16 +393,16 @@ impl NetBackend {
             };
             progress.handled += 1;
             let status = self.transmit(&packet);
-            let Some(conn) = self.conn.as_mut() else { break };
+            let Some(q) = self.conn.as_mut().and_then(|c| c.queues.get_mut(index)) else { break };
             for rsp in packet.responses(status) {
-                conn.tx.put_response(&rsp);
+                q.tx.put_response(&rsp);
             }
             if progress.handled % 32 == 0 {
-                progress.notify |= conn.tx.push_responses();
+                progress.notify |= q.tx.push_responses();
             }
         }
-        if let Some(conn) = self.conn.as_mut() {
-            progress.notify |= conn.tx.push_responses();
+        if let Some(q) = self.conn.as_mut().and_then(|c| c.queues.get_mut(index)) {
+            progress.notify |= q.tx.push_responses();
         }
         progress
     }
@@ -397,9 +469,11 @@ impl NetBackend {
         let mut buf = std::mem::take(&mut self.frame);
         buf.clear();
         buf.extend_from_slice(frame);
+        let index = rx_queue(frame, conn.queues.len());
+        let Some(q) = conn.queues.get_mut(index) else { return Delivery::Dropped("no queue") };
         let result = match rx::prepare(&mut buf, off, &conn.caps) {
             Err(why) => Delivery::Dropped(why),
-            Ok(p) => match rx::copy_to_guest(&mut conn.rx, self.grants.domain(), &buf, &p) {
+            Ok(p) => match rx::copy_to_guest(&mut q.rx, self.grants.domain(), &buf, &p) {
                 None => Delivery::NoRoom,
                 Some(c) if c.failed_slots > 0 => {
                     self.stats.rx_errors += 1;
@@ -422,9 +496,11 @@ impl NetBackend {
         result
     }
 
-    /// Publishes the rx responses queued so far; whether the frontend wants an event.
-    pub fn finish_rx(&mut self) -> bool {
-        self.conn.as_mut().is_some_and(|c| c.rx.push_responses())
+    /// Publishes the rx responses queued so far; bit n: queue n's frontend
+    /// wants an event.
+    pub fn finish_rx(&mut self) -> u32 {
+        let Some(c) = self.conn.as_mut() else { return 0 };
+        c.queues.iter_mut().enumerate().fold(0, |mask, (i, q)| if q.rx.push_responses() { mask | 1 << i } else { mask })
     }
 }
 
@@ -460,20 +536,30 @@ fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Resul
         v.and_then(|s| s.trim().parse().ok()).ok_or_else(|| ConnectError::Node(name.to_owned()))
     };
     let flag = |v: Option<String>| v.and_then(|s| s.trim().parse::<u32>().ok()).is_some_and(|n| n != 0);
-    if let Some(q) = read("multi-queue-num-queues") {
-        let n = number(Some(q), "multi-queue-num-queues")?;
-        if n != 1 {
-            return Err(ConnectError::Queues(n));
-        }
-    }
-    let mut ring_node = |name: &str| read(name).or_else(|| read(&format!("queue-0/{name}")));
-    let tx_ring_ref = number(ring_node("tx-ring-ref"), "tx-ring-ref")?;
-    let rx_ring_ref = number(ring_node("rx-ring-ref"), "rx-ring-ref")?;
-    let event_channel = match ring_node("event-channel") {
-        Some(v) => number(Some(v), "event-channel")?,
-        None if ring_node("event-channel-tx").is_some() => return Err(ConnectError::SplitEventChannels),
-        None => return Err(ConnectError::Node("event-channel".into())),
+    let queues = match read("multi-queue-num-queues") {
+        None => 1,
+        Some(q) => match number(Some(q), "multi-queue-num-queues")? {
+            n @ 1..=MAX_QUEUES => n,
+            n => return Err(ConnectError::Queues(n)),
+        },
     };
+    let mut refs = Vec::new();
+    for i in 0..queues {
+        // One queue may publish its nodes at the top level or under queue-0.
+        let mut node = |name: &str| {
+            let nested = read(&format!("queue-{i}/{name}"));
+            if queues == 1 { nested.or_else(|| read(name)) } else { nested }
+        };
+        let name = |n: &str| if queues == 1 { n.to_string() } else { format!("queue-{i}/{n}") };
+        let tx_ring_ref = number(node("tx-ring-ref"), &name("tx-ring-ref"))?;
+        let rx_ring_ref = number(node("rx-ring-ref"), &name("rx-ring-ref"))?;
+        let event_channel = match node("event-channel") {
+            Some(v) => number(Some(v), &name("event-channel"))?,
+            None if node("event-channel-tx").is_some() => return Err(ConnectError::SplitEventChannels),
+            None => return Err(ConnectError::Node(name("event-channel"))),
+        };
+        refs.push(QueueRefs { tx_ring_ref, rx_ring_ref, event_channel });
+    }
     if !flag(read("request-rx-copy")) {
         return Err(ConnectError::RxFlip);
     }
@@ -490,6 +576,22 @@ fn read_params(hs: &Handshake, xs: &mut Xenstore, client: &StoreClient) -> Resul
         gso_v4: sg && csum_v4 && flag(read("feature-gso-tcpv4")),
         gso_v6: sg && csum_v6 && flag(read("feature-gso-tcpv6")),
     };
-    Ok(FrontendParams { tx_ring_ref, rx_ring_ref, event_channel, caps })
+    Ok(FrontendParams { queues: refs, caps })
+}
+
+/// The queue a received frame goes to: an IPv4 frame by a hash of its
+/// addresses and (TCP/UDP) ports, so one flow keeps its order; anything
+/// else to queue 0.
+fn rx_queue(frame: &[u8], queues: usize) -> usize {
+    if queues <= 1 || frame.get(12..14) != Some(&[0x08, 0x00]) {
+        return 0;
+    }
+    let ihl = frame.get(14).map_or(20, |b| usize::from(b & 0x0F) * 4);
+    let proto = frame.get(23).copied().unwrap_or(0);
+    let addrs = frame.get(26..34).unwrap_or(&[]);
+    let ports = if proto == 6 || proto == 17 { frame.get(14 + ihl..14 + ihl + 4).unwrap_or(&[]) } else { &[] };
+    // FNV-1a: cheap and spreads small differences.
+    let hash = addrs.iter().chain(ports).fold(0x811C_9DC5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+    hash as usize % queues
 }
 

@@ -10,6 +10,7 @@ use xenkvm_xen_abi::grant_table::{GTF_READING, GTF_WRITING};
 use xenkvm_xen_pv::netback::{complete, l4_checksum_ok, Delivery, Gso, GsoKind, Offload, PartialCsum, RxCaps};
 use xenkvm_xen_pv::netif::*;
 use xenkvm_xen_pv::xenbus::XenbusState;
+use vm_memory::{Bytes, GuestAddress};
 
 const OK: i16 = RSP_OKAY;
 const ERR: i16 = RSP_ERROR;
@@ -130,7 +131,7 @@ fn frames_larger_than_a_page_are_split_over_rx_slots() {
     r.post_rx(8);
     let f = pattern(9000, 5);
     assert_eq!(r.backend.receive(&f, &Offload::default()), Delivery::Delivered);
-    assert!(r.backend.finish_rx(), "rsp_event asked for an event");
+    assert_eq!(r.backend.finish_rx(), 1, "rsp_event asked for an event");
     let rsp = r.rx_responses();
     let heads: Vec<(u16, u16, u16, i16)> = rsp.iter().map(|(x, _)| (x.id, x.offset, x.flags, x.status)).collect();
     assert_eq!(heads, vec![(0, 0, NETRXF_MORE_DATA, 4096), (1, 0, NETRXF_MORE_DATA, 4096), (2, 0, 0, 808)]);
@@ -370,7 +371,8 @@ fn bad_frontend_parameters_fail_the_connection_cleanly() {
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (features_without("request-rx-copy"), "rx-flip"),
         (features_without("feature-rx-notify"), "feature-rx-notify"),
-        ([NETFRONT, &[("multi-queue-num-queues", "2")]].concat(), "queues"),
+        ([NETFRONT, &[("multi-queue-num-queues", "9")]].concat(), "queues"),
+        ([NETFRONT, &[("multi-queue-num-queues", "2")]].concat(), "queue-0"),
     ];
     for (features, msg) in cases {
         let mut r = rig();
@@ -411,4 +413,97 @@ fn frontend_reset_while_connected_gets_a_fresh_connection() {
     let f = pattern(70, 3);
     let ids = r.tx_frame(&f, &[(0, 70)], 0, &[], 0);
     assert_eq!(r.tx_run(), vec![(ids[0], OK)]);
+}
+
+/// Second queue's ring pages and grant refs (queue 0 has the rig's).
+const Q1_TX_GFN: u64 = 0x110;
+const Q1_RX_GFN: u64 = 0x112;
+
+/// Publishes two queues the way netfront does (`queue-N/` nodes).
+fn publish_two_queues(r: &mut netfront::Rig) -> (u32, u32) {
+    for gfn in [netfront::TX_GFN, netfront::RX_GFN, Q1_TX_GFN, Q1_RX_GFN] {
+        r.ram.write_slice(&[0u8; 4096], GuestAddress(gfn << 12)).unwrap();
+    }
+    for (gref, gfn) in [(10, netfront::TX_GFN), (11, netfront::RX_GFN), (12, Q1_TX_GFN), (13, Q1_RX_GFN)] {
+        r.grant(gref, gfn, false);
+    }
+    // rsp_event = 1 on queue 1's tx ring: notify at the first response.
+    r.ram.write_obj(1u32, GuestAddress((Q1_TX_GFN << 12) + 12)).unwrap();
+    let ports = {
+        let mut d = r.domain.lock().unwrap();
+        (d.alloc_unbound_for_backend().unwrap(), d.alloc_unbound_for_backend().unwrap())
+    };
+    assert!(r.guest_write("multi-queue-num-queues", "2"));
+    for (q, tx, rx, port) in [(0, 10, 11, ports.0), (1, 12, 13, ports.1)] {
+        assert!(r.guest_write(&format!("queue-{q}/tx-ring-ref"), &tx.to_string()));
+        assert!(r.guest_write(&format!("queue-{q}/rx-ring-ref"), &rx.to_string()));
+        assert!(r.guest_write(&format!("queue-{q}/event-channel"), &port.to_string()));
+    }
+    for (k, v) in NETFRONT {
+        assert!(r.guest_write(k, v));
+    }
+    r.set_front_state(XenbusState::Connected);
+    r.xenbus();
+    ports
+}
+
+#[test]
+fn two_queues_connect_and_each_tx_ring_is_served() {
+    let mut r = rig();
+    let b = r.back.clone();
+    assert_eq!(r.read(&format!("{b}/multi-queue-max-queues")).as_deref(), Some("4"));
+    publish_two_queues(&mut r);
+    assert_eq!(r.back_state(), XenbusState::Connected);
+    assert_eq!(r.backend.ports().len(), 2);
+    // A frame on queue 1's tx ring reaches the device, its response goes
+    // back on queue 1, and queue 1's channel is the one to fire.
+    let f = pattern(90, 7);
+    let gref = r.data(0, 0, &f);
+    let req = TxRequest { gref, offset: 0, flags: 0, id: 5, size: 90 }.encode();
+    r.ram.write_slice(&req, GuestAddress((Q1_TX_GFN << 12) + 64)).unwrap();
+    r.ram.write_obj(1u32, GuestAddress(Q1_TX_GFN << 12)).unwrap();
+    let progress = r.backend.process_tx(64);
+    assert_eq!(progress.handled, 1);
+    assert_eq!(progress.notify_queues, 0b10);
+    assert_eq!(r.tap.take()[0].0, f);
+    let rsp_prod: u32 = r.ram.read_obj(GuestAddress((Q1_TX_GFN << 12) + 8)).unwrap();
+    assert_eq!(rsp_prod, 1);
+    let mut rsp = [0u8; 4];
+    r.ram.read_slice(&mut rsp, GuestAddress((Q1_TX_GFN << 12) + 64)).unwrap();
+    assert_eq!(decode_tx_response(&rsp), (5, OK));
+    // Closing unbinds both channels and unpins all four ring pages.
+    r.reset();
+    assert!(r.backend.ports().is_empty());
+    for gref in 10..14 {
+        assert_eq!(r.grant_flags(gref) & GTF_READING, 0, "ring {gref} unpinned");
+    }
+}
+
+#[test]
+fn too_many_queues_or_a_missing_queue_node_fail_cleanly() {
+    let mut r = rig();
+    assert!(r.guest_write("multi-queue-num-queues", "5"));
+    for (k, v) in NETFRONT {
+        r.guest_write(k, v);
+    }
+    r.set_front_state(XenbusState::Connected);
+    r.xenbus();
+    assert_eq!(r.back_state(), XenbusState::Closing);
+    let b = r.back.clone();
+    assert!(r.read(&format!("{b}/error")).unwrap().contains("queues"));
+    // Two queues announced, queue 1's event channel missing: nothing stays pinned.
+    let mut r2 = rig();
+    assert!(r2.guest_write("multi-queue-num-queues", "2"));
+    for q in 0..2 {
+        r2.guest_write(&format!("queue-{q}/tx-ring-ref"), "10");
+        r2.guest_write(&format!("queue-{q}/rx-ring-ref"), "11");
+    }
+    r2.guest_write("queue-0/event-channel", "3");
+    for (k, v) in NETFRONT {
+        r2.guest_write(k, v);
+    }
+    r2.set_front_state(XenbusState::Connected);
+    r2.xenbus();
+    assert_eq!(r2.back_state(), XenbusState::Closing);
+    assert!(r2.backend.ports().is_empty());
 }

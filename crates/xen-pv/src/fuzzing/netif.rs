@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use xenkvm_xenstore::{Quotas, Xenstore};
 
 use super::{le_u16, pick, put, Guest, GuestRing, Input, DATA_GFN, DATA_PAGES, DOMID, GRANT_ENTRIES, RING_GFN, RING_REF};
-use crate::netback::{FrontendParams, NetBackend, NetDevice, Offload, RxCaps, VifOptions};
+use crate::netback::{FrontendParams, NetBackend, NetDevice, Offload, QueueRefs, RxCaps, VifOptions};
 use crate::netif::*;
 use crate::ring::ring_size;
 
@@ -341,7 +341,8 @@ fn connect(g: &Guest, backend: &mut NetBackend, f: &mut Front, start: u32) -> Re
     f.scribbled = false;
     f.framed = true;
     let port = g.unbound_port()?;
-    let p = FrontendParams { tx_ring_ref: RING_REF, rx_ring_ref: RING_REF + 1, event_channel: port, caps: f.caps };
+    let queue = QueueRefs { tx_ring_ref: RING_REF, rx_ring_ref: RING_REF + 1, event_channel: port };
+    let p = FrontendParams { queues: vec![queue], caps: f.caps };
     backend.connect(&p).map_err(|e| format!("connect: {e}"))
 }
 
