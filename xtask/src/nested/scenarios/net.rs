@@ -1,4 +1,5 @@
-//! `linux-net`: the Debian guest's eth0 (xen-netfront) on a tap in L1.
+//! `linux-net`: the Debian guest's eth0 (xen-netfront) on a tap in L1, with
+//! two vCPUs so that netfront takes two queues.
 //! The guest pings L1 and L1 pings the guest; 100 MiB of random bytes go
 //! each way over TCP with busybox `nc` (through GSO and checksum offload on
 //! both sides), and both ends print MD5 sums the check compares.
@@ -24,7 +25,7 @@ nc -l -p 5001 < /tmp/to-guest &
 mkfifo /tmp/hold; exec 3<>/tmp/hold
 nc -l -p 5002 <&3 > /tmp/from-guest &
 ( i=0; while [ $i -lt 300 ]; do if ping -c 1 -W 1 10.99.0.2 >/dev/null 2>&1; then ping -c 3 10.99.0.2 > /tmp/ping.out 2>&1; echo "XENKVM-L1: ping guest rc=$?"; sed 's/^/XENKVM-L1: ping: /' /tmp/ping.out | tail -n 2; break; fi; i=$((i+1)); done ) &
-XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 768 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" -no-reboot -netdev tap,id=n0,ifname=xk0,script=no,downscript=no -device xen-net-device,netdev=n0,mac=52:54:00:12:34:56 --timeout 400
+XENKVM_LOG=info /xenkvm -accel kvm,xen-version=0x40011,kernel-irqchip=split -m 768 -smp 2 -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append "console=ttyS0 console=hvc0 no_timer_check panic=-1 loglevel=7" -no-reboot -netdev tap,id=n0,ifname=xk0,script=no,downscript=no -device xen-net-device,netdev=n0,mac=52:54:00:12:34:56 --timeout 400
 rc=$?
 echo "XENKVM-L1: from-guest $(md5sum < /tmp/from-guest | cut -d' ' -f1) bytes $(wc -c < /tmp/from-guest)"
 ip -s link show xk0 | sed 's/^/XENKVM-L1: link: /'
@@ -37,6 +38,7 @@ pub const LINUX_NET_INIT: &str = r#"echo XENKVM-L2: up
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 echo XENKVM-L2: eth0 $(cat /sys/class/net/eth0/address 2>&1)
+echo XENKVM-L2: eth0 queues $(ls /sys/class/net/eth0/queues | tr '\n' ' ')
 ip link set lo up
 ip addr add 10.99.0.2/24 dev eth0
 ip link set eth0 up
@@ -84,6 +86,7 @@ pub fn check_linux_net(c: &Console, report: &mut Vec<String>) -> Result<()> {
     }
     ensure!(text.contains("XENKVM-L2: up"), "the L2 kernel did not reach its /init");
     ensure!(text.contains("XENKVM-L2: eth0 52:54:00:12:34:56"), "the guest has no eth0 with the configured MAC");
+    ensure!(text.contains("XENKVM-L2: eth0 queues rx-0 rx-1 tx-0 tx-1"), "netfront did not take two queues on two vCPUs");
     ensure!(text.contains("XENKVM-L2: ping rc=0"), "the guest's ping of L1 failed");
     ensure!(text.contains("XENKVM-L1: ping guest rc=0"), "L1's ping of the guest failed");
     let bytes = (MIB << 20).to_string();
@@ -103,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_good_run_passes_and_a_corrupt_transfer_fails() {
-        let good = "XENKVM-NESTED: L1 up\nXENKVM-L1: to-guest aa\nXENKVM-L2: up\nXENKVM-L2: eth0 52:54:00:12:34:56\n\
+        let good = "XENKVM-NESTED: L1 up\nXENKVM-L1: to-guest aa\nXENKVM-L2: up\nXENKVM-L2: eth0 52:54:00:12:34:56\nXENKVM-L2: eth0 queues rx-0 rx-1 tx-0 tx-1 \n\
                     XENKVM-L2: ping rc=0\nXENKVM-L2: got aa bytes 104857600 in 10.0 11.0\nXENKVM-L2: sent bb\n\
                     XENKVM-L2: send rc=0 in 20.0 24.0\nXENKVM-L1: ping guest rc=0\nXENKVM-L1: from-guest bb bytes 104857600\nXENKVM-NESTED: rc=0";
         let c = Console::parse(&good.lines().map(str::to_string).collect::<Vec<_>>());
