@@ -2,18 +2,100 @@
 //! (address at 0xCF8, data at 0xCFC..0xCFF) on bus 0.
 
 mod config;
+pub mod msix;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-pub use config::{Bar, ConfigSpace, PciId, NUM_BARS};
+pub use config::{Bar, CapabilityError, ConfigSpace, PciId, NUM_BARS};
 
-use crate::bus::PioDevice;
+use crate::bus::{BusDevice, PioDevice};
 
 /// A PCI function the bus can reach.
 pub trait PciFunction: Send {
     fn config(&self) -> &ConfigSpace;
     fn config_mut(&mut self) -> &mut ConfigSpace;
+
+    /// A configuration read through the bus (default: the space as it is).
+    fn config_read(&self, offset: u16, data: &mut [u8]) {
+        self.config().read(offset, data);
+    }
+
+    /// A configuration write through the bus; a function with registers
+    /// that act (e.g. MSI-X message control) overrides it to follow them.
+    fn config_write(&mut self, offset: u16, data: &[u8]) {
+        self.config_mut().write(offset, data);
+    }
+
+    /// A read of memory BAR `bar` at `offset` (default: all ones).
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        let _ = (bar, offset);
+        data.fill(0xFF);
+    }
+
+    /// A write to memory BAR `bar` at `offset` (default: ignored).
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        let _ = (bar, offset, data);
+    }
+}
+
+/// Memory decoding on in the command register.
+const COMMAND_MEMORY: u16 = 1 << 1;
+
+/// One memory BAR of a function as a device on the MMIO bus, at the address
+/// the VMM placed it. The guest keeps firmware placements; a BAR the guest
+/// moves elsewhere still answers here (logged once).
+pub struct BarWindow {
+    function: Arc<Mutex<dyn PciFunction>>,
+    bar: usize,
+    placed: Option<u64>,
+    warned: bool,
+}
+
+impl BarWindow {
+    /// The window of BAR `bar` of `function`, where that BAR is now.
+    pub fn new(function: Arc<Mutex<dyn PciFunction>>, bar: usize) -> Self {
+        let placed = function.lock().ok().and_then(|f| f.config().bar_addr64(bar));
+        Self { function, bar, placed, warned: false }
+    }
+
+    /// The BAR's address and size, for the bus.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        let size = self.function.lock().ok()?.config().bar_size(self.bar)?;
+        Some((self.placed?, size))
+    }
+
+    /// Whether the function decodes memory; logs once if the guest moved
+    /// the BAR (checked only while decoding is on: sizing turns it off).
+    fn decodes(&mut self, f: &dyn PciFunction) -> bool {
+        let on = f.config().command() & COMMAND_MEMORY != 0;
+        let now = f.config().bar_addr64(self.bar);
+        if on && now != self.placed && !self.warned {
+            self.warned = true;
+            tracing::warn!("PCI BAR {} moved by the guest from {:x?} to {:x?}; it stays where it was placed", self.bar, self.placed, now);
+        }
+        on
+    }
+}
+
+impl BusDevice for BarWindow {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        let function = self.function.clone();
+        let Ok(mut f) = function.lock() else { return data.fill(0xFF) };
+        if self.decodes(&*f) {
+            f.bar_read(self.bar, offset, data);
+        } else {
+            data.fill(0xFF);
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let function = self.function.clone();
+        let Ok(mut f) = function.lock() else { return };
+        if self.decodes(&*f) {
+            f.bar_write(self.bar, offset, data);
+        }
+    }
 }
 
 /// A function that is nothing but its configuration space (the host bridge).
@@ -95,7 +177,7 @@ impl PioDevice for PciRoot {
             4..=7 => {
                 if let Some((f, reg)) = self.target((offset - 4) as u16) {
                     if let Ok(f) = f.lock() {
-                        f.config().read(reg, data);
+                        f.config_read(reg, data);
                     }
                 }
             }
@@ -109,7 +191,7 @@ impl PioDevice for PciRoot {
             (4..=7, _) => {
                 if let Some((f, reg)) = self.target((offset - 4) as u16) {
                     if let Ok(mut f) = f.lock() {
-                        f.config_mut().write(reg, data);
+                        f.config_write(reg, data);
                     }
                 }
             }
@@ -149,5 +231,88 @@ mod tests {
         let mut back = [0u8; 4];
         root.read(0, &mut back);
         assert_eq!(back, [0; 4]);
+    }
+
+    /// A function with one 64-bit BAR that remembers writes and answers reads
+    /// with the offset.
+    struct Echo {
+        config: ConfigSpace,
+        writes: Vec<(usize, u64, Vec<u8>)>,
+        control_writes: usize,
+    }
+
+    impl PciFunction for Echo {
+        fn config(&self) -> &ConfigSpace {
+            &self.config
+        }
+        fn config_mut(&mut self) -> &mut ConfigSpace {
+            &mut self.config
+        }
+        fn config_write(&mut self, offset: u16, data: &[u8]) {
+            self.control_writes += 1;
+            self.config.write(offset, data);
+        }
+        fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8 + bar as u8);
+        }
+        fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+            self.writes.push((bar, offset, data.to_vec()));
+        }
+    }
+
+    fn echo() -> Arc<Mutex<Echo>> {
+        let id = PciId { vendor: 0x1af4, device: 0x1041, revision: 1, class: 0x02_00_00, subsystem_vendor: 0, subsystem: 0 };
+        let mut config = ConfigSpace::new(id);
+        config.set_bar(2, Bar::Mem64 { size: 0x4000, prefetchable: false }, 0xE100_0000u64);
+        config.set_command(0x2);
+        Arc::new(Mutex::new(Echo { config, writes: Vec::new(), control_writes: 0 }))
+    }
+
+    #[test]
+    fn bar_window_forwards_while_memory_decodes() {
+        let f = echo();
+        let mut bus = crate::bus::Bus::new_mmio();
+        let window = BarWindow::new(f.clone(), 2);
+        assert_eq!(window.range(), Some((0xE100_0000, 0x4000)));
+        bus.insert(0xE100_0000, 0x4000, Arc::new(Mutex::new(window))).unwrap();
+        let mut b = [0u8; 4];
+        bus.read(0xE100_0010, &mut b);
+        assert_eq!(b, [0x12; 4]);
+        assert!(bus.write(0xE100_3000, &[1, 2]));
+        assert_eq!(f.lock().unwrap().writes, vec![(2, 0x3000, vec![1, 2])]);
+        // Decoding off: all ones, writes dropped.
+        f.lock().unwrap().config.set_command(0);
+        bus.read(0xE100_0010, &mut b);
+        assert_eq!(b, [0xFF; 4]);
+        bus.write(0xE100_3000, &[1, 2]);
+        assert_eq!(f.lock().unwrap().writes.len(), 1);
+        // Moved by the guest: still served where it was placed.
+        let mut g = f.lock().unwrap();
+        g.config.set_command(0x2);
+        g.config.write(0x18, &0xE200_0000u32.to_le_bytes());
+        drop(g);
+        bus.read(0xE100_0010, &mut b);
+        assert_eq!(b, [0x12; 4]);
+        assert_eq!(BarWindow::new(f.clone(), 0).range(), None, "no BAR 0");
+    }
+
+    #[test]
+    fn config_accesses_go_through_the_function() {
+        let mut root = PciRoot::new();
+        let f = echo();
+        root.attach(3, f.clone()).unwrap();
+        root.write(0, &addr(3, 0x04));
+        root.write(4, &[0x06, 0x00]);
+        assert_eq!(f.lock().unwrap().control_writes, 1);
+        assert_eq!(f.lock().unwrap().config.command(), 0x6);
+        root.write(0, &addr(3, 0x18));
+        let mut b = [0u8; 4];
+        root.read(4, &mut b);
+        assert_eq!(u32::from_le_bytes(b), 0xE100_0004);
+        // A plain function's BAR reads all ones.
+        let mut plain = host_bridge();
+        plain.bar_read(0, 0, &mut b);
+        assert_eq!(b, [0xFF; 4]);
+        plain.bar_write(0, 0, &b);
     }
 }
