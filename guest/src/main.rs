@@ -8,7 +8,8 @@
 //! Flow: `entry.rs` switches to long mode and calls [`guest_main`], which reads
 //! the command line, finds Xen through CPUID, installs the hypercall page, and
 //! then either runs the self-test (`checks/`) or, with `bench=hypercall`, the
-//! benchmark (`bench.rs`). It ends with SCHEDOP_shutdown: poweroff if all
+//! benchmark (`bench.rs`), or with `pvtest=blk` a hostile PV block frontend
+//! (`pvblk.rs`). It ends with SCHEDOP_shutdown: poweroff if all
 //! went well, crash otherwise.
 //!
 //! Constraints of the host: the guest must never take an exception or an
@@ -27,6 +28,7 @@ mod entry;
 mod hypercall;
 mod mem;
 mod print;
+mod pvblk;
 mod pvclock;
 mod serial;
 mod shared;
@@ -68,6 +70,21 @@ pub extern "C" fn guest_main(start_info_paddr: u64) -> ! {
             finish(false);
         }
         finish(true);
+    }
+
+    if cmdline.value(b"pvtest") == Some(b"blk") {
+        println!("xenkvm test guest: hostile PV block frontend");
+        let mut r = Report::new();
+        match hypercall::find_xen() {
+            Some(xen) if xen.nr_pages >= 1 && xen.msr != 0 => {
+                // SAFETY: the MSR is the one Xen's CPUID leaves name.
+                unsafe { install_hypercall_page(xen.msr) };
+                pvblk::run(&mut r);
+            }
+            _ => r.fail("pv blk: Xen hypercall interface", || print!("not in CPUID")),
+        }
+        r.summary();
+        finish(r.failed() == 0);
     }
 
     println!("xenkvm test guest: selftest");

@@ -29,6 +29,14 @@
 //! 200000) it instead prints exactly one line,
 //! `bench hypercall: iters=N bare_ns=<total ns> hcall_ns=<total ns>`, and
 //! powers off.
+//!
+//! With `pvtest=blk` it is a hostile PV block frontend (`guest/src/pvblk.rs`):
+//! it connects to the VMM's block backend for xvda over the xenstore ring by
+//! polling, sends requests with a bad grant, sectors past the end, too many
+//! segments, bad sector ranges and an unknown operation next to a good read
+//! (the disk must start with `XENKVM-PVTEST`), storms the event channel,
+//! makes the ring producer jump, and checks the answers and that the VMM
+//! still serves hypercalls; the report has the same form as the self-test's.
 
 //!
 //! # What the VMM must provide

@@ -95,3 +95,27 @@ fn a_wall_clock_limit_stops_a_guest() {
     assert_eq!(run.code, Some(124), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("wall-clock limit"), "{}", run.stderr);
 }
+
+#[test]
+fn hostile_pv_block_frontend_gets_errors_and_the_vmm_survives() {
+    if !kvm_available() {
+        return;
+    }
+    // The guest's good read expects the disk to start with this.
+    let img = std::env::temp_dir().join(format!("xenkvm-pvtest-{}.img", std::process::id()));
+    let mut data = b"XENKVM-PVTEST".to_vec();
+    data.resize(1 << 20, 0);
+    std::fs::write(&img, &data).unwrap();
+    let drive = format!("file={},if=xen,format=raw", img.display());
+    let run = xenkvm(&["-append", "pvtest=blk", "-drive", &drive, "--timeout", "60"], Duration::from_secs(90));
+    let _ = std::fs::remove_file(&img);
+    let report = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let (passed, failed) = summary(&run.stdout).unwrap_or_else(|| panic!("no summary line\n{report}"));
+    assert_eq!(failed, 0, "{report}");
+    assert_eq!(passed, 16, "{report}");
+    for what in ["bad grant ref gets an error", "runaway producer gets no responses", "still answers hypercalls"] {
+        assert!(run.stdout.contains(what), "{what}\n{report}");
+    }
+    assert!(run.stderr.contains("ring stopped"), "the backend did not stop the broken ring\n{report}");
+    assert_eq!(run.code, Some(0), "{report}");
+}
