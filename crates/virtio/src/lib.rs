@@ -17,7 +17,7 @@ pub mod pci;
 
 pub use common::{DeviceState, QueueSlot};
 pub use interrupt::Interrupts;
-pub use kick::Kick;
+pub use kick::{wait_fds, Kick};
 pub use net::{NetBackend, NetDevice, NetWorker, RxOffloads, VNET_HDR_LEN};
 pub use pci::{Shared, VirtioDevice, VirtioPci, BAR_INDEX, BAR_SIZE};
 

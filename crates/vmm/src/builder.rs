@@ -94,6 +94,8 @@ pub struct BuiltVm {
     pub hypercall_msr: u32,
     /// How the run ends; devices (ACPI power-off, reset) report through it too.
     pub control: Arc<RunControl>,
+    /// The virtio NICs' workers, started with the VM.
+    pub virtio: Vec<crate::virtio::VirtioWorker>,
 }
 
 fn guest_ram(cfg: &VmConfig) -> Result<GuestMemoryMmap<()>, VmmError> {
@@ -210,12 +212,14 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     let lines = IrqLines { ioapic: ioapic.clone(), domain: Some(domain.clone()), levels };
     let mut mmio = MmioBus::new_mmio();
     mmio.insert(IOAPIC_BASE, IOAPIC_SIZE, ioapic.clone())?;
-    let pci_irqs = [PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN }];
+    let pci_irqs = crate::virtio::pci_irqs(cfg, PciIrq { slot: PLATFORM_SLOT, ioapic_pin: PLATFORM_PIN });
     xenkvm_boot::mptable::write_mptable(&ram, cfg.vcpus, &pci_irqs).map_err(VmmError::LoadKernel)?;
     crate::acpi::write_tables(&ram, cfg.vcpus, &pci_irqs)?;
     let control = Arc::new(RunControl::default());
-    let (bus, serial, legacy) = devices(cfg, &lines, control.clone())?;
-    Ok(BuiltVm { vcpus, domain, bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, kicker, ram, hypercall_msr, control })
+    let msi = Arc::new(crate::irq::PirqMsi { apic: Arc::new(KvmMsi(kvm.clone())), domain: domain.clone() });
+    let wiring = crate::virtio::Wiring { mmio: &mut mmio, msi, lines: &lines, ram: ram.clone() };
+    let ((bus, serial, legacy), virtio) = devices(cfg, &lines, control.clone(), wiring)?;
+    Ok(BuiltVm { vcpus, domain, bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, kicker, ram, hypercall_msr, control, virtio })
 }
 
 /// Maps the xenstore and console pages, grants them to the backends through the
@@ -278,12 +282,15 @@ pub type Com1 = SerialPort<GsiLine, crate::chardev::SerialOut>;
 /// The port-I/O bus, COM1 when it is on stdio, and the legacy timers.
 type PioDevices = (PioBus, Option<Arc<Mutex<Com1>>>, LegacyTimers);
 
-fn devices(cfg: &VmConfig, lines: &IrqLines, power: Arc<dyn PowerControl>) -> Result<PioDevices, VmmError> {
+type Devices = (PioDevices, Vec<crate::virtio::VirtioWorker>);
+
+fn devices(cfg: &VmConfig, lines: &IrqLines, power: Arc<dyn PowerControl>, virtio: crate::virtio::Wiring<'_>) -> Result<Devices, VmmError> {
     let mut bus = PioBus::new();
     let mut serial = None;
     let mut pci = PciRoot::new();
     pci.attach(0, Arc::new(Mutex::new(pci::host_bridge())))?;
     pci.attach(PLATFORM_SLOT, Arc::new(Mutex::new(XenPlatform::new(PLATFORM_IO_BAR, PLATFORM_MMIO_BAR))))?;
+    let virtio = crate::virtio::attach_all(cfg, &mut pci, virtio)?;
     // Byte accesses to 0xCF9 are the reset control register, not PCI.
     let pci = ResetControl::new(pci, power.clone());
     bus.insert(pci::CONFIG_ADDRESS.into(), pci::CONFIG_PORTS.into(), Arc::new(Mutex::new(pci)))?;
@@ -298,5 +305,5 @@ fn devices(cfg: &VmConfig, lines: &IrqLines, power: Arc<dyn PowerControl>) -> Re
     }
     bus.insert(POST_PORT.into(), 1, Arc::new(Mutex::new(Sink)))?;
     let legacy = crate::legacy::attach(&mut bus, lines, cfg.memory_bytes)?;
-    Ok((bus, serial, legacy))
+    Ok(((bus, serial, legacy), virtio))
 }

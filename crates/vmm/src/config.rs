@@ -131,6 +131,14 @@ impl NicConfig {
     }
 }
 
+/// One virtio-net-pci NIC on a host tap interface (PCI slot 3 up, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtioNicConfig {
+    /// The tap (`ifname=`), created if it does not exist.
+    pub ifname: String,
+    pub mac: [u8; 6],
+}
+
 /// A whole VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -154,6 +162,8 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// PV NICs, in command-line order (vif 0, 1, ...).
     pub nics: Vec<NicConfig>,
+    /// virtio-net-pci NICs, in command-line order (PCI slots 3, 4, ...).
+    pub virtio_nics: Vec<VirtioNicConfig>,
     /// Character devices (`-chardev`), in command-line order.
     pub chardevs: Vec<ChardevConfig>,
     /// The chardev id of each `-device xen-console`, in order: the first is
@@ -218,6 +228,8 @@ pub enum ConfigError {
     TooManyDisks,
     #[error("more than {MAX_NICS} NICs")]
     TooManyNics,
+    #[error("more than {MAX_VIRTIO_NICS} virtio-net-pci NICs")]
+    TooManyVirtioNics,
     #[error("two NICs use tap {0}")]
     DuplicateTap(String),
     #[error("two NICs use MAC address {0}")]
@@ -235,6 +247,9 @@ pub const MAX_CONSOLES: usize = 16;
 
 /// Most PV NICs a VM may have.
 pub const MAX_NICS: usize = 16;
+
+/// Most virtio-net-pci NICs a VM may have (PCI slots 3 up).
+pub const MAX_VIRTIO_NICS: usize = 8;
 
 /// Most PV disks a VM may have.
 pub const MAX_DISKS: usize = 64;
@@ -268,6 +283,7 @@ impl VmConfig {
             xenstore_socket: None,
             disks: Vec::new(),
             nics: Vec::new(),
+            virtio_nics: Vec::new(),
             chardevs: Vec::new(),
             consoles: Vec::new(),
             qmp: Vec::new(),
@@ -325,13 +341,22 @@ impl VmConfig {
         if self.nics.len() > MAX_NICS {
             return Err(ConfigError::TooManyNics);
         }
-        for (i, a) in self.nics.iter().enumerate() {
-            for b in self.nics.iter().skip(i + 1) {
-                if a.ifname == b.ifname {
-                    return Err(ConfigError::DuplicateTap(a.ifname.clone()));
+        if self.virtio_nics.len() > MAX_VIRTIO_NICS {
+            return Err(ConfigError::TooManyVirtioNics);
+        }
+        let all: Vec<(&String, &[u8; 6])> = self
+            .nics
+            .iter()
+            .map(|n| (&n.ifname, &n.mac))
+            .chain(self.virtio_nics.iter().map(|n| (&n.ifname, &n.mac)))
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in all.iter().skip(i + 1) {
+                if a.0 == b.0 {
+                    return Err(ConfigError::DuplicateTap(a.0.clone()));
                 }
-                if a.mac == b.mac {
-                    return Err(ConfigError::DuplicateMac(xenkvm_xen_pv::netif::format_mac(&a.mac)));
+                if a.1 == b.1 {
+                    return Err(ConfigError::DuplicateMac(xenkvm_xen_pv::netif::format_mac(a.1)));
                 }
             }
         }

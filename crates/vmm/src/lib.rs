@@ -24,6 +24,7 @@ mod tap;
 #[cfg(test)]
 mod test_support;
 mod vcpu;
+mod virtio;
 mod xenconsole;
 mod xenstored;
 
@@ -256,6 +257,7 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
             events::run_timers(domain, timers, timer_control)
         })
         .map_err(VmmError::SpawnThread)?;
+    let virtio_threads = virtio::start(vm.virtio, &control)?;
     let (legacy_signal, legacy_control) = (vm.legacy.signal(), control.clone());
     let legacy = vm.legacy;
     let legacy_thread = std::thread::Builder::new()
@@ -278,6 +280,7 @@ fn run_once(cfg: &VmConfig, machine: &qmp::machine::VmHandle, limit: Option<Dura
     for t in disk_threads {
         let _ = t.join();
     }
+    virtio_threads.join();
     machine.hotplug().detach();
     if !stop_threads(threads) {
         // A vCPU may still be inside the guest: keep its memory mapped.

@@ -119,10 +119,10 @@ pub struct Cli {
     #[arg(long, value_name = "xen-disk,drive=ID,...", action = ArgAction::Append)]
     device: Vec<String>,
     /// A tap for a NIC: -netdev tap,id=ID,ifname=NAME,script=no,downscript=no
-    /// (with -device xen-net-device,netdev=ID[,mac=52:54:00:...])
+    /// (with -device xen-net-device|virtio-net-pci,netdev=ID[,mac=52:54:00:...])
     #[arg(long, value_name = "tap,id=ID,ifname=NAME,...", action = ArgAction::Append)]
     netdev: Vec<String>,
-    /// A NIC on a tap (model xen-net-device): -nic tap,ifname=NAME[,mac=...] or -nic none
+    /// A NIC on a tap: -nic tap,ifname=NAME[,mac=...][,model=xen-net-device|virtio-net-pci] or -nic none
     #[arg(long, value_name = "tap,ifname=NAME,...", action = ArgAction::Append)]
     nic: Vec<String>,
     /// Legacy NIC options, paired in order: -net nic[,macaddr=...] -net tap,ifname=NAME
@@ -315,7 +315,7 @@ impl Cli {
         cfg.name = self.name.as_deref().map(options::parse_name).transpose()?;
         let (net_devices, disk_devices) = crate::net::split_devices(&devices);
         (cfg.disks, cfg.spare_drives) = crate::drive::parse_disks(&self.drive, &disk_devices)?;
-        (cfg.nics, cfg.spare_netdevs) = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
+        (cfg.nics, cfg.virtio_nics, cfg.spare_netdevs) = crate::net::parse_nics(&self.netdev, &self.nic, &self.net, &net_devices)?;
         cfg.validate().map_err(|source| CliError::Config {
             option: option_of(&source),
             source,
@@ -407,7 +407,7 @@ fn option_of(error: &ConfigError) -> &'static str {
         "-drive/-device"
     } else if matches!(
         error,
-        ConfigError::TooManyNics | ConfigError::DuplicateTap(_) | ConfigError::DuplicateMac(_)
+        ConfigError::TooManyNics | ConfigError::TooManyVirtioNics | ConfigError::DuplicateTap(_) | ConfigError::DuplicateMac(_)
     ) {
         "-netdev/-nic/-net"
     } else if matches!(error, ConfigError::NoSuchChardev(_) | ConfigError::TooManyConsoles) {

@@ -77,10 +77,10 @@ pub enum CliError {
     NoSuchDrive(String),
     #[error("-device ...,drive={0}: that drive is already used by another disk")]
     DriveInUse(String),
-    #[error("-device xen-net-device,netdev={0}: no -netdev tap,id={0}")]
-    NoSuchNetdev(String),
-    #[error("-device xen-net-device,netdev={0}: that netdev is already used by another NIC")]
-    NetdevInUse(String),
+    #[error("-device {driver},netdev={netdev}: no -netdev tap,id={netdev}")]
+    NoSuchNetdev { driver: &'static str, netdev: String },
+    #[error("-device {driver},netdev={netdev}: that netdev is already used by another NIC")]
+    NetdevInUse { driver: &'static str, netdev: String },
     #[error("{nics} -net nic and {taps} -net tap options: each -net nic needs its own -net tap")]
     NetPairs { nics: usize, taps: usize },
     #[error("-xen-attach needs a real Xen host; xenkvm emulates Xen on KVM")]

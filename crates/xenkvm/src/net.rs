@@ -1,16 +1,17 @@
-//! PV NICs in QEMU's spelling; every NIC is a `xen-net-device` on a tap:
+//! NICs in QEMU's spelling; every NIC is a `xen-net-device` (PV) or a
+//! `virtio-net-pci` on a tap:
 //!
 //! * `-netdev tap,id=N,ifname=X[,script=no,downscript=no]` with
-//!   `-device xen-net-device,netdev=N[,mac=52:54:00:...]`;
-//! * `-nic tap,ifname=X[,model=xen-net-device][,mac=...]` (xen-net-device is
-//!   the default model), `-nic none`;
+//!   `-device xen-net-device|virtio-net-pci,netdev=N[,mac=52:54:00:...]`;
+//! * `-nic tap,ifname=X[,model=xen-net-device|virtio-net-pci][,mac=...]`
+//!   (xen-net-device is the default model), `-nic none`;
 //! * the legacy pair `-net nic[,model=xen-net-device][,macaddr=...]` and
 //!   `-net tap,ifname=X,...` (the nth `nic` goes with the nth `tap`).
 //!
 //! xenkvm runs no interface scripts: `script` and `downscript` may only be
 //! `no` (or absent); the tap is configured from outside.
 
-use xenkvm_vmm::NicConfig;
+use xenkvm_vmm::{NicConfig, VirtioNicConfig};
 
 use crate::error::CliError;
 use crate::options::{parse_bool, parse_pairs};
@@ -20,6 +21,32 @@ const NIC_KEYS: &str = "ifname, model, mac, id, script, downscript, vhost, br";
 const NET_NIC_KEYS: &str = "model, macaddr, mac, id, name";
 const DEVICE_KEYS: &str = "netdev, mac, id";
 pub const MODEL: &str = "xen-net-device";
+/// The emulated PCI NIC model.
+pub const VIRTIO_MODEL: &str = "virtio-net-pci";
+
+/// Which device a NIC is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    Xen,
+    Virtio,
+}
+
+impl Model {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            MODEL => Some(Model::Xen),
+            VIRTIO_MODEL => Some(Model::Virtio),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Model::Xen => MODEL,
+            Model::Virtio => VIRTIO_MODEL,
+        }
+    }
+}
 
 fn bad(option: &'static str, value: &str, expected: &'static str) -> CliError {
     CliError::invalid(option, value, expected)
@@ -28,7 +55,7 @@ fn bad(option: &'static str, value: &str, expected: &'static str) -> CliError {
 /// The `-device` values that name a NIC model, and the others (disks).
 pub fn split_devices(devices: &[String]) -> (Vec<String>, Vec<String>) {
     devices.iter().cloned().partition(|d| {
-        parse_pairs(d, "driver").iter().any(|(k, v)| k == "driver" && v == MODEL)
+        parse_pairs(d, "driver").iter().any(|(k, v)| k == "driver" && Model::parse(v).is_some())
     })
 }
 
@@ -89,8 +116,8 @@ fn parse_netdev(value: &str) -> Result<(String, String), CliError> {
     Ok((id, need_ifname("-netdev", value, ifname)?))
 }
 
-/// A NIC before MACs are assigned: its tap and the MAC given, if any.
-type Pending = (String, Option<[u8; 6]>);
+/// A NIC before MACs are assigned: its tap, the MAC given if any, its model.
+type Pending = (String, Option<[u8; 6]>, Model);
 
 /// NICs without an explicit MAC get QEMU's defaults, skipping any taken.
 struct Nics {
@@ -98,8 +125,9 @@ struct Nics {
 }
 
 impl Nics {
-    fn finish(self) -> Vec<NicConfig> {
-        let taken: Vec<[u8; 6]> = self.out.iter().filter_map(|(_, m)| *m).collect();
+    /// PV and virtio NICs, MACs unique across both.
+    fn finish(self) -> (Vec<NicConfig>, Vec<VirtioNicConfig>) {
+        let taken: Vec<[u8; 6]> = self.out.iter().filter_map(|(_, m, _)| *m).collect();
         let mut next = 0;
         let mut fresh = || loop {
             let mac = NicConfig::default_mac(next);
@@ -108,15 +136,23 @@ impl Nics {
                 break mac;
             }
         };
-        self.out.into_iter().map(|(ifname, mac)| NicConfig { ifname, mac: mac.unwrap_or_else(&mut fresh) }).collect()
+        let (mut pv, mut virtio) = (Vec::new(), Vec::new());
+        for (ifname, mac, model) in self.out {
+            let mac = mac.unwrap_or_else(&mut fresh);
+            match model {
+                Model::Xen => pv.push(NicConfig { ifname, mac }),
+                Model::Virtio => virtio.push(VirtioNicConfig { ifname, mac }),
+            }
+        }
+        (pv, virtio)
     }
 }
 
 /// Turns every `-netdev`, `-nic`, `-net` and `-device xen-net-device` into
 /// the VM's NICs (`-device` ones first, then `-nic`, then `-net`).
-/// The VM's NICs, and the `-netdev`s (id, tap) no `-device` uses (kept for
-/// QMP `device_add`).
-pub type NicsAndSpares = (Vec<NicConfig>, Vec<(String, String)>);
+/// The VM's PV NICs, its virtio NICs, and the `-netdev`s (id, tap) no
+/// `-device` uses (kept for QMP `device_add`).
+pub type NicsAndSpares = (Vec<NicConfig>, Vec<VirtioNicConfig>, Vec<(String, String)>);
 
 pub fn parse_nics(netdevs: &[String], nics: &[String], nets: &[String], devices: &[String]) -> Result<NicsAndSpares, CliError> {
     let mut pool: Vec<(String, String, bool)> = Vec::new();
@@ -138,48 +174,49 @@ pub fn parse_nics(netdevs: &[String], nics: &[String], nets: &[String], devices:
     }
     out.out.extend(parse_legacy(nets)?);
     let spare = pool.into_iter().filter(|(_, _, used)| !used).map(|(id, ifname, _)| (id, ifname)).collect();
-    Ok((out.finish(), spare))
+    let (pv, virtio) = out.finish();
+    Ok((pv, virtio, spare))
 }
 
 fn parse_device(value: &str, pool: &mut [(String, String, bool)]) -> Result<Pending, CliError> {
     let mut netdev = None;
     let mut mac = None;
+    let mut model = Model::Xen;
     for (key, val) in parse_pairs(value, "driver") {
         match key.as_str() {
-            "driver" | "id" => {}
+            "driver" => model = Model::parse(&val).unwrap_or(Model::Xen),
+            "id" => {}
             "netdev" => netdev = Some(val),
             "mac" => mac = Some(mac_of("-device", &key, &val)?),
             _ => return Err(CliError::UnknownKey { option: "-device", key, supported: DEVICE_KEYS }),
         }
     }
     let netdev = netdev.ok_or_else(|| bad("-device", value, "a netdev=ID naming a -netdev tap,id=ID"))?;
+    let driver = model.name();
     let Some((_, ifname, used)) = pool.iter_mut().find(|(id, _, _)| *id == netdev) else {
-        return Err(CliError::NoSuchNetdev(netdev));
+        return Err(CliError::NoSuchNetdev { driver, netdev });
     };
     if *used {
-        return Err(CliError::NetdevInUse(netdev));
+        return Err(CliError::NetdevInUse { driver, netdev });
     }
     *used = true;
-    Ok((ifname.clone(), mac))
+    Ok((ifname.clone(), mac, model))
 }
 
-fn check_model(option: &'static str, model: &str) -> Result<(), CliError> {
-    if model == MODEL {
-        Ok(())
-    } else {
-        Err(CliError::Unsupported(format!("{option} model={model} (only {MODEL})")))
-    }
+fn check_model(option: &'static str, model: &str) -> Result<Model, CliError> {
+    Model::parse(model).ok_or_else(|| CliError::Unsupported(format!("{option} model={model} (only {MODEL} or {VIRTIO_MODEL})")))
 }
 
 fn parse_nic(value: &str) -> Result<Option<Pending>, CliError> {
     let mut ifname = None;
     let mut mac = None;
+    let mut model = Model::Xen;
     for (key, val) in parse_pairs(value, "type") {
         match key.as_str() {
             "type" if val == "tap" => {}
             "type" if val == "none" => return Ok(None),
             "type" => return Err(CliError::Unsupported(format!("-nic {val} (only tap)"))),
-            "model" => check_model("-nic", &val)?,
+            "model" => model = check_model("-nic", &val)?,
             "mac" => mac = Some(mac_of("-nic", &key, &val)?),
             "id" => {}
             k => {
@@ -189,7 +226,7 @@ fn parse_nic(value: &str) -> Result<Option<Pending>, CliError> {
             }
         }
     }
-    Ok(Some((need_ifname("-nic", value, ifname)?, mac)))
+    Ok(Some((need_ifname("-nic", value, ifname)?, mac, model)))
 }
 
 /// `-net nic` and `-net tap` entries, paired in order.
@@ -205,7 +242,11 @@ fn parse_legacy(nets: &[String]) -> Result<Vec<Pending>, CliError> {
                 let mut mac = None;
                 for (key, val) in pairs.into_iter().skip(1) {
                     match key.as_str() {
-                        "model" => check_model("-net nic", &val)?,
+                        "model" => {
+                            if check_model("-net nic", &val)? != Model::Xen {
+                                return Err(CliError::Unsupported(format!("-net nic,model={val} (only {MODEL}; use -device or -nic)")));
+                            }
+                        }
                         "macaddr" | "mac" => mac = Some(mac_of("-net nic", &key, &val)?),
                         "id" | "name" => {}
                         _ => return Err(CliError::UnknownKey { option: "-net nic", key, supported: NET_NIC_KEYS }),
@@ -228,7 +269,7 @@ fn parse_legacy(nets: &[String]) -> Result<Vec<Pending>, CliError> {
     if nics.len() != taps.len() {
         return Err(CliError::NetPairs { nics: nics.len(), taps: taps.len() });
     }
-    Ok(taps.into_iter().zip(nics).collect())
+    Ok(taps.into_iter().zip(nics).map(|(tap, mac)| (tap, mac, Model::Xen)).collect())
 }
 
 #[cfg(test)]
@@ -248,9 +289,9 @@ mod tests {
         let (net, disks) = split_devices(&s(&["xen-net-device,netdev=n0,mac=52:54:00:12:34:99", "xen-disk,drive=d0"]));
         assert_eq!(disks, s(&["xen-disk,drive=d0"]));
         let got = parse_nics(&s(&["tap,id=n0,ifname=tap0,script=no,downscript=no"]), &[], &[], &net).unwrap().0;
-        let spare = parse_nics(&s(&["tap,id=n9,ifname=tap9"]), &[], &[], &[]).unwrap().1;
+        let spare = parse_nics(&s(&["tap,id=n9,ifname=tap9"]), &[], &[], &[]).unwrap().2;
         // The seed's xenpvh form: type= and br= are accepted.
-        let seed = parse_nics(&s(&["type=tap,id=net0,ifname=vif3.0-emu,br=xenbr0,script=no,downscript=no"]), &[], &[], &[]).unwrap().1;
+        let seed = parse_nics(&s(&["type=tap,id=net0,ifname=vif3.0-emu,br=xenbr0,script=no,downscript=no"]), &[], &[], &[]).unwrap().2;
         assert_eq!(seed, vec![("net0".to_string(), "vif3.0-emu".to_string())]);
         assert_eq!(spare, vec![("n9".to_string(), "tap9".to_string())]);
         assert_eq!(got, vec![nic("tap0", 0x99)]);
@@ -283,10 +324,16 @@ mod tests {
         assert!(msg(&["tap,id=n0,ifname=t", "tap,id=n0,ifname=u"], &[], &[], &[]).contains("unique"));
         assert!(msg(&[], &[], &[], &["xen-net-device,netdev=n9"]).contains("n9"));
         assert!(msg(&["tap,id=n0,ifname=t"], &[], &[], &["xen-net-device,netdev=n0", "xen-net-device,netdev=n0"]).contains("already used"));
+        assert_eq!(msg(&[], &[], &[], &["virtio-net-pci,netdev=n9"]), "-device virtio-net-pci,netdev=n9: no -netdev tap,id=n9");
+        assert_eq!(
+            msg(&["tap,id=n0,ifname=t"], &[], &[], &["xen-net-device,netdev=n0", "virtio-net-pci,netdev=n0"]),
+            "-device virtio-net-pci,netdev=n0: that netdev is already used by another NIC"
+        );
         assert!(msg(&["tap,id=n0,ifname=t"], &[], &[], &["xen-net-device,netdev=n0,mac=52:54:00"]).contains("mac=52:54:00"));
         assert!(msg(&["tap,id=n0,ifname=t"], &[], &[], &["xen-net-device,netdev=n0,mac=01:00:5e:00:00:01"]).contains("unicast"));
         assert!(msg(&[], &[], &[], &["xen-net-device"]).contains("netdev=ID"));
-        assert!(msg(&[], &["tap,ifname=t,model=virtio-net-pci"], &[], &[]).contains("model=virtio-net-pci"));
+        assert!(msg(&[], &["tap,ifname=t,model=e1000"], &[], &[]).contains("model=e1000"));
+        assert!(msg(&[], &[], &["nic,model=virtio-net-pci", "tap,ifname=t"], &[]).contains("use -device"));
         assert!(msg(&[], &["user"], &[], &[]).contains("-nic user"));
         assert!(msg(&[], &["tap"], &[], &[]).contains("ifname"));
         assert!(msg(&[], &[], &["nic", "nic", "tap,ifname=t"], &[]).contains("2 -net nic"));

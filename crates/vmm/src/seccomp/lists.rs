@@ -88,6 +88,8 @@ const SERVICE: &[i64] = &[
     libc::SYS_chmod,
     libc::SYS_clone,
     libc::SYS_clone3,
+    // A virtio device's notification eventfd, made with the device.
+    libc::SYS_eventfd2,
 ];
 
 /// `ioctl`'s request argument and the other checked arguments.

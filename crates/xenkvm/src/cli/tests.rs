@@ -161,6 +161,7 @@ fn full_linux_command_line() {
         xenstore_socket: None,
         disks: Vec::new(),
         nics: Vec::new(),
+        virtio_nics: Vec::new(),
         chardevs: Vec::new(),
         consoles: Vec::new(),
         qmp: Vec::new(),
@@ -449,6 +450,35 @@ fn nics_in_qemu_spelling() {
     assert_eq!(e.to_string(), "-netdev/-nic/-net: two NICs use tap xk0");
     let e = xen_err(&["-netdev", "tap,id=n0,ifname=xk0,script=/etc/qemu-ifup"]);
     assert!(e.to_string().contains("script=/etc/qemu-ifup"), "{e}");
+}
+
+#[test]
+fn virtio_net_pci_nics() {
+    let cfg = xen(&[
+        "-netdev",
+        "tap,id=n0,ifname=xk0,script=no,downscript=no",
+        "-device",
+        "virtio-net-pci,netdev=n0,id=nic0",
+        "-netdev",
+        "tap,id=n1,ifname=xk1,script=no,downscript=no",
+        "-device",
+        "xen-net-device,netdev=n1",
+        "-nic",
+        "tap,ifname=xk2,model=virtio-net-pci,mac=52:54:00:00:00:02",
+    ])
+    .unwrap();
+    let virtio: Vec<(&str, [u8; 6])> = cfg.virtio_nics.iter().map(|n| (n.ifname.as_str(), n.mac)).collect();
+    assert_eq!(virtio, [("xk0", [0x52, 0x54, 0, 0x12, 0x34, 0x56]), ("xk2", [0x52, 0x54, 0, 0, 0, 2])]);
+    assert_eq!(cfg.nics, vec![xenkvm_vmm::NicConfig { ifname: "xk1".into(), mac: [0x52, 0x54, 0, 0x12, 0x34, 0x57] }], "MACs unique across models");
+    let e = xen_err(&["-device", "virtio-net-pci,netdev=nope"]);
+    assert_eq!(e.to_string(), "-device virtio-net-pci,netdev=nope: no -netdev tap,id=nope");
+    let e = xen_err(&["-netdev", "tap,id=n0,ifname=xk0", "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-net-pci,netdev=n0"]);
+    assert_eq!(e.to_string(), "-device virtio-net-pci,netdev=n0: that netdev is already used by another NIC");
+    let e = xen_err(&["-nic", "tap,ifname=xk0,model=virtio-net-pci", "-nic", "tap,ifname=xk0"]);
+    assert_eq!(e.to_string(), "-netdev/-nic/-net: two NICs use tap xk0");
+    let many: Vec<String> = (0..9).flat_map(|i| ["-nic".to_string(), format!("tap,ifname=v{i},model=virtio-net-pci")]).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(xen_err(&many).to_string(), "-netdev/-nic/-net: more than 8 virtio-net-pci NICs");
 }
 
 #[test]
