@@ -166,15 +166,57 @@ mod tests {
         let mut mmio = MmioBus::new_mmio();
         let ram = GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)]).unwrap();
         let nic = VirtioNicConfig { ifname: String::new(), mac: [0; 6] };
-        struct NoMsi;
-        impl MsiSink for NoMsi {
-            fn send_msi(&self, _: u64, _: u32) {}
-        }
-        struct NoLine;
-        impl IrqLevel for NoLine {
-            fn set_level(&self, _: bool) {}
-        }
         let r = attach_virtio_net(&mut pci, &mut mmio, 3, FIRST_BAR, &nic, Arc::new(NoMsi), Box::new(NoLine), ram);
         assert!(matches!(r, Err(VmmError::OpenTap(_))));
+    }
+
+    /// The worker thread's syscalls (eventfd waits, the tap's reads, writes,
+    /// polls and offloads) pass the worker seccomp filter, where a syscall
+    /// off the list fails with EPERM here.
+    #[test]
+    fn the_worker_filter_allows_a_virtio_worker_on_a_real_tap() {
+        use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+        use xenkvm_virtio::NetBackend;
+        let name = format!("xkv{}", std::process::id() % 100_000);
+        let mut tap = match Tap::open(&name) {
+            Ok(t) => t,
+            Err(e) => return eprintln!("skipped: {e}"),
+        };
+        tap.set_vnet_hdr_size(VNET_HDR_LEN).unwrap();
+        let rules = crate::seccomp::rules(crate::seccomp::ThreadKind::Worker, std::process::id()).unwrap();
+        let filter = SeccompFilter::new(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow, TargetArch::x86_64).unwrap();
+        let bpf: BpfProgram = filter.try_into().unwrap();
+        let function = VirtioPci::new(Box::new(NetDevice::new([0x52, 0x54, 0, 0, 0, 1])), FIRST_BAR, Arc::new(NoMsi), Box::new(NoLine)).unwrap();
+        let shared = function.shared();
+        let ram = GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)]).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                seccompiler::apply_filter(&bpf).unwrap();
+                tap.set_offloads(xenkvm_virtio::RxOffloads { csum: true, tso4: true, tso6: true, ecn: true }).unwrap();
+                let mut buf = vec![0u8; xenkvm_virtio::net::MAX_FRAME];
+                assert!(NetBackend::read_frame(&mut tap, &mut buf).is_ok(), "read (EAGAIN while the tap is down)");
+                shared.kick.notify();
+                assert!(NetBackend::wait_readable(&tap, &shared.kick, std::time::Duration::from_millis(10)) || shared.kick.take());
+                let frame = [0u8; VNET_HDR_LEN + 60];
+                // A down tap refuses frames with EIO, not EPERM.
+                if let Err(e) = tap.write_frame(&[&frame[..VNET_HDR_LEN], &frame[VNET_HDR_LEN..]]) {
+                    assert_ne!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+                }
+                let stop = std::sync::atomic::AtomicUsize::new(0);
+                let w = NetWorker::new(shared.clone(), ram, tap);
+                w.run(|| stop.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 2);
+            })
+            .join()
+            .unwrap()
+        });
+    }
+
+    struct NoMsi;
+    impl MsiSink for NoMsi {
+        fn send_msi(&self, _: u64, _: u32) {}
+    }
+    struct NoLine;
+    impl IrqLevel for NoLine {
+        fn set_level(&self, _: bool) {}
     }
 }
