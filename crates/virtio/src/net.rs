@@ -143,8 +143,10 @@ impl VirtioDevice for NetDevice {
         vec![QUEUE_SIZE, QUEUE_SIZE]
     }
 
+    /// Room for every `virtio_net_config` field a driver may read (the
+    /// ones past `status` and `max_virtqueue_pairs` read as zero).
     fn config_len(&self) -> u64 {
-        12
+        0x40
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {

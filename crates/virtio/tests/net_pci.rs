@@ -162,6 +162,11 @@ fn rx_frame_waits_for_buffers_and_oversized_frames_are_dropped() {
     d.tap.0.lock().unwrap().inbound.extend([frame(1500, 1), frame(60, 2)]);
     let pass = w.pass();
     assert!(!pass.rx_room, "a frame waits for the guest");
+    d.tap.0.lock().unwrap().inbound.clear();
+    d.post(0, &[(0x30_0000, 2048, true)]);
+    assert!(w.pass().rx_room, "buffers and nothing to read: wait on the backend");
+    assert_eq!(d.used(0).len(), 1, "the held frame went in");
+    d.tap.0.lock().unwrap().inbound.extend([frame(1500, 1), frame(60, 2)]);
     // A buffer too small for the first frame: the frame is dropped, the buffer reused.
     d.post(0, &[(0x30_0000, 200, true)]);
     w.pass();

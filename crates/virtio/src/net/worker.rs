@@ -121,7 +121,8 @@ impl<B: NetBackend> NetWorker<B> {
             shared.interrupts.config(st.config_vector());
             return Pass::default();
         }
-        let rx_room = self.rx_pending.is_none() && rx_more.is_none();
+        // The backend ran dry (not the guest's buffers): wait on it too.
+        let rx_room = rx_more == Some(false);
         Pass { more: tx_more == Some(true) || rx_more == Some(true), rx_room }
     }
 
