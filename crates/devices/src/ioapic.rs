@@ -37,6 +37,13 @@ const WRITABLE: u64 = 0xFFFE_0000_0001_AFFF;
 /// Where interrupt messages go (the local APICs, through the accelerator).
 pub trait MsiSink: Send + Sync {
     fn send_msi(&self, address: u64, data: u32);
+
+    /// Whether a device's message is delivered even while its MSI-X entry
+    /// (or function) is masked: under Xen, a message naming a PIRQ is masked
+    /// through its event channel instead, and Linux never unmasks the entry.
+    fn bypasses_mask(&self, _address: u64, _data: u32) -> bool {
+        false
+    }
 }
 
 /// The I/O APIC.

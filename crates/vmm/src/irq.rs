@@ -167,6 +167,11 @@ impl MsiSink for PirqMsi {
             tracing::debug!("MSI for PIRQ {pirq} dropped: no event channel bound to it");
         }
     }
+
+    /// The event channel masks a PIRQ; Linux leaves the MSI-X entry masked.
+    fn bypasses_mask(&self, address: u64, data: u32) -> bool {
+        xenkvm_xen_core::physdev::msi_pirq(address, data).is_some()
+    }
 }
 
 #[cfg(test)]

@@ -123,9 +123,17 @@ impl Msix {
         self.entry(vector).and_then(|e| e.get(VECTOR_CONTROL)).is_none_or(|c| c & VECTOR_MASKED != 0)
     }
 
-    /// Whether `vector` is masked, by itself or by the function.
+    /// Whether `vector` is masked, by itself or by the function (unless the
+    /// sink takes its message regardless: [`MsiSink::bypasses_mask`]).
     pub fn masked(&self, vector: u16) -> bool {
-        self.function_masked || self.vector_masked(usize::from(vector))
+        let held = self.function_masked || self.vector_masked(usize::from(vector));
+        held && !self.message(usize::from(vector)).is_some_and(|(a, d)| self.sink.bypasses_mask(a, d))
+    }
+
+    fn message(&self, vector: usize) -> Option<(u64, u32)> {
+        let e = self.entry(vector)?;
+        let word = |i: usize| e.get(i..i + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
+        Some((u64::from(word(0)) | (u64::from(word(4)) << 32), word(8)))
     }
 
     /// Whether `vector`'s pending bit is set.
@@ -134,10 +142,9 @@ impl Msix {
     }
 
     fn send(&self, vector: usize) {
-        let Some(e) = self.entry(vector) else { return };
-        let word = |i: usize| e.get(i..i + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
-        let address = u64::from(word(0)) | (u64::from(word(4)) << 32);
-        self.sink.send_msi(address, word(8));
+        if let Some((address, data)) = self.message(vector) {
+            self.sink.send_msi(address, data);
+        }
     }
 
     /// Raises `vector`: sent now, or left pending while masked. False for a
@@ -164,7 +171,8 @@ impl Msix {
             return;
         }
         for v in 0..self.pending.len() {
-            if self.pending.get(v).copied().unwrap_or(false) && !self.vector_masked(v) {
+            let masked = u16::try_from(v).map_or(true, |v| self.masked(v));
+            if self.pending.get(v).copied().unwrap_or(false) && !masked {
                 if let Some(p) = self.pending.get_mut(v) {
                     *p = false;
                 }
@@ -322,5 +330,39 @@ mod tests {
         m.read_pba(u64::MAX, &mut b);
         assert_eq!(b, [0; 8]);
         assert!(sent.0.lock().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod pirq_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A sink that, like the VMM's under Xen, takes vector-0 messages masked or not.
+    #[derive(Default)]
+    struct XenSink(Mutex<Vec<(u64, u32)>>);
+    impl MsiSink for XenSink {
+        fn send_msi(&self, address: u64, data: u32) {
+            self.0.lock().unwrap().push((address, data));
+        }
+        fn bypasses_mask(&self, _address: u64, data: u32) -> bool {
+            data & 0xFF == 0
+        }
+    }
+
+    #[test]
+    fn a_message_the_sink_takes_regardless_ignores_the_masks() {
+        let sink = Arc::new(XenSink::default());
+        let mut m = Msix::new(2, sink.clone());
+        m.set_control(CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
+        // Vector 0: a PIRQ-form message (vector 0); vector 1: an ordinary one. Both stay masked.
+        m.write_table(0, &0xFEE2_8000u32.to_le_bytes());
+        m.write_table(16, &0xFEE0_0000u32.to_le_bytes());
+        m.write_table(16 + 8, &0x4031u32.to_le_bytes());
+        assert!(m.notify(0) && m.notify(1));
+        assert_eq!(*sink.0.lock().unwrap(), vec![(0xFEE2_8000, 0)], "only the PIRQ message went out");
+        assert!(m.pending(1) && !m.pending(0));
+        assert!(!m.masked(0) && m.masked(1));
     }
 }
