@@ -750,6 +750,17 @@ mod tests {
     }
 
     #[test]
+    fn every_l1_script_parses_as_shell() {
+        // busybox ash runs them in L1; a POSIX `sh -n` catches syntax errors
+        // (a function named after a keyword, say) before a 10-minute run does.
+        for s in SCENARIOS {
+            let out = std::process::Command::new("sh").arg("-n").arg("-c").arg(s.command).output();
+            let Ok(out) = out else { return eprintln!("SKIP: no sh here") };
+            assert!(out.status.success(), "{}: {}", s.name, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    #[test]
     fn table_has_unique_names_and_sane_limits() {
         assert_eq!(
             names(),

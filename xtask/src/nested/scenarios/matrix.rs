@@ -67,15 +67,15 @@ pub const CASES: [Case; 7] = [
     },
 ];
 
-/// L1: a tap at 10.98.0.1, a blank 16 MiB PV disk, then `case NAME APPEND
-/// OPTIONS` for each of [`CASES`] (a test holds the two lists together).
+/// L1: a tap at 10.98.0.1, a blank 16 MiB PV disk, then `run_case NAME
+/// APPEND OPTIONS` for each of [`CASES`] (a test holds the two lists together).
 pub const SCRIPT: &str = r#"tunctl -t xk0 >/dev/null || echo "XENKVM-L1: tunctl failed"
 ip link set lo up
 ip addr add 10.98.0.1/24 dev xk0
 ip link set xk0 up
 dd if=/dev/zero of=/tmp/xvda.img bs=1048576 count=16 2>/dev/null
 BASE="printk.time=0 root=/dev/xvda console=hvc0 xen_emul_unplug=ide-disks no_timer_check panic=-1 loglevel=4"
-case() {
+run_case() {
   name=$1; extra=$2; shift 2
   tries=0
   while [ $tries -lt 2 ]; do
@@ -88,13 +88,13 @@ case() {
   tr -cd '\11\12\15\40-\176' < /tmp/$name.log | grep -E "XENKVM-L2|BUG:|Oops|xenkvm: " | sed "s/^/[$name] /"
   echo "XENKVM-L1: case $name rc=$rc tries=$tries"
 }
-case msi ""
-case nomsi "pci=nomsi"
-case noapic-nomsi "noapic pci=nomsi"
-case vapic "" -cpu host,+xen-vapic
-case novector "xen_no_vector_callback"
-case novector-nomsi "xen_no_vector_callback pci=nomsi"
-case novector-noapic "xen_no_vector_callback noapic"
+run_case msi ""
+run_case nomsi "pci=nomsi"
+run_case noapic-nomsi "noapic pci=nomsi"
+run_case vapic "" -cpu host,+xen-vapic
+run_case novector "xen_no_vector_callback"
+run_case novector-nomsi "xen_no_vector_callback pci=nomsi"
+run_case novector-noapic "xen_no_vector_callback noapic"
 echo "XENKVM-L1: matrix done""#;
 
 /// The guest: eth0 up, a ping to L1, the lines the check reads, power off.
@@ -215,9 +215,9 @@ mod tests {
     #[test]
     fn the_script_runs_every_case_with_its_options() {
         for c in &CASES {
-            let line = format!("\ncase {} \"{}\"{}{}\n", c.name, c.append, if c.options.is_empty() { "" } else { " " }, c.options);
+            let line = format!("\nrun_case {} \"{}\"{}{}\n", c.name, c.append, if c.options.is_empty() { "" } else { " " }, c.options);
             assert!(SCRIPT.contains(&line), "{line}");
         }
-        assert_eq!(SCRIPT.matches("\ncase ").count(), 7);
+        assert_eq!(SCRIPT.matches("\nrun_case ").count(), 7);
     }
 }
