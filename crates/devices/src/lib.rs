@@ -9,6 +9,7 @@ pub mod clock;
 pub mod fuzzing;
 pub mod ioapic;
 pub mod pci;
+pub mod pic;
 pub mod pit;
 pub mod rtc;
 pub mod serial;
