@@ -3,7 +3,8 @@
 //! exactly these requests on `ioctl`, not KVM as a whole.
 
 use kvm_bindings::{
-    kvm_clock_data, kvm_msi, kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_vcpu_events, KVMIO,
+    kvm_clock_data, kvm_interrupt, kvm_msi, kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region,
+    kvm_vcpu_events, KVMIO,
 };
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
@@ -16,6 +17,8 @@ ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
 ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_sregs);
 ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
+// kvm-ioctls 0.25 has no wrapper for it (`KvmVcpu::inject_external`).
+ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
 ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_userspace_memory_region);
 ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_clock_data);
@@ -39,7 +42,8 @@ pub fn runtime() -> Vec<u64> {
     .to_vec()
 }
 
-/// Requests only a vCPU thread makes on its own fd: run, registers, MSRs.
+/// Requests only a vCPU thread makes on its own fd: run, registers, MSRs,
+/// and the boot vCPU's ExtINT injection (the userspace 8259).
 pub fn vcpu() -> Vec<u64> {
     [
         KVM_RUN(),
@@ -50,6 +54,7 @@ pub fn vcpu() -> Vec<u64> {
         KVM_GET_MSRS(),
         KVM_SET_MSRS(),
         KVM_GET_VCPU_EVENTS(),
+        KVM_INTERRUPT(),
     ]
     .to_vec()
 }
@@ -61,6 +66,7 @@ mod tests {
         assert_eq!(super::KVM_RUN(), 0xae80);
         assert_eq!(super::KVM_SET_USER_MEMORY_REGION(), 0x4020_ae46);
         assert_eq!(super::KVM_SIGNAL_MSI(), 0x4020_aea5);
-        assert_eq!(super::runtime().len() + super::vcpu().len(), 14);
+        assert_eq!(super::KVM_INTERRUPT(), 0x4004_ae86);
+        assert_eq!(super::runtime().len() + super::vcpu().len(), 15);
     }
 }

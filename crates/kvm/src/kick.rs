@@ -2,8 +2,45 @@
 //! something another thread queued for it (a vCPU ioctl from another thread
 //! would wait until that vCPU leaves the guest by itself, which an AP waiting
 //! for its start-up IPI never does).
+//!
+//! A signal that lands while its vCPU is between two `KVM_RUN`s would be
+//! lost (the next `KVM_RUN` could sleep in `hlt` with work queued), so the
+//! handler calls [`signal_arrived`], which sets `immediate_exit` in the
+//! thread's `kvm_run`: the next `KVM_RUN` then returns `EINTR` at once.
 
+use std::cell::Cell;
 use std::sync::Mutex;
+
+thread_local! {
+    /// The `kvm_run` of the vCPU this thread runs (null: none).
+    static RUN: Cell<*mut kvm_bindings::kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Records `run` as the calling thread's `kvm_run` (before each `KVM_RUN`).
+pub(crate) fn arm(run: *mut kvm_bindings::kvm_run) {
+    RUN.with(|r| r.set(run));
+}
+
+/// Forgets `run` if it is the calling thread's (before it is unmapped).
+pub(crate) fn disarm(run: *mut kvm_bindings::kvm_run) {
+    RUN.with(|r| {
+        if r.get() == run {
+            r.set(std::ptr::null_mut());
+        }
+    });
+}
+
+/// For the kick signal's handler: makes this thread's next `KVM_RUN` return
+/// at once. Async-signal-safe (a thread-local load and one store).
+pub fn signal_arrived() {
+    let run = RUN.with(Cell::get);
+    if !run.is_null() {
+        // SAFETY: `run` is the live kvm_run mapping of the vCPU this thread
+        // runs: `KvmVcpu` disarms it on this thread before unmapping it.
+        // KVM only polls the byte when KVM_RUN starts.
+        unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
+    }
+}
 
 /// The threads running each vCPU, by vCPU id.
 pub struct VcpuKicker {

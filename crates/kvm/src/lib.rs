@@ -56,6 +56,8 @@ pub enum Error {
     ReadTsc(#[source] kvm_ioctls::Error),
     #[error("KVM_RUN failed on vCPU {0}")]
     Run(u32, #[source] kvm_ioctls::Error),
+    #[error("Cannot inject an external interrupt on vCPU {0}")]
+    Interrupt(u32, #[source] kvm_ioctls::Error),
     #[error("Cannot signal an MSI")]
     SignalMsi(#[source] kvm_ioctls::Error),
     #[error("Guest memory has a region KVM cannot map")]

@@ -1,13 +1,15 @@
 //! A vCPU: set-up from the boot state and one exit at a time, decoded into calls
 //! on the VMM's [`ExitHandler`].
 
-use kvm_bindings::{kvm_msr_entry, kvm_segment, Msrs, KVM_EXIT_XEN, KVM_EXIT_XEN_HCALL};
+use kvm_bindings::{kvm_interrupt, kvm_msr_entry, kvm_segment, Msrs, KVM_EXIT_XEN, KVM_EXIT_XEN_HCALL};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use vmm_sys_util::ioctl::ioctl_with_ref;
 use xenkvm_boot::{InitialCpuState, Segment};
 use xenkvm_xen_core::hcall_page::HYPERCALL_PORT;
 use xenkvm_xen_core::hypercall::{uses_time, Abi, CpuMode, HypercallRegs};
 use xenkvm_xen_core::{HypercallRequest, PagingState};
 
+use crate::ioctls::KVM_INTERRUPT;
 use crate::{Error, Result};
 
 const MSR_IA32_TSC: u32 = 0x10;
@@ -43,6 +45,9 @@ pub enum VcpuEvent {
     TripleFault,
     /// A signal kicked the vCPU out of the guest.
     Interrupted,
+    /// KVM_EXIT_IRQ_WINDOW_OPEN: the guest can take the external interrupt
+    /// the VMM asked a window for ([`KvmVcpu::set_interrupt_window_request`]).
+    InterruptWindow,
     /// Anything else; the VM cannot continue.
     Fatal(String),
 }
@@ -243,8 +248,45 @@ impl KvmVcpu {
         run.__bindgen_anon_1.msr.error = 1;
     }
 
+    /// Whether KVM can take an ExtINT now ([`Self::inject_external`]): at the
+    /// last exit the guest had IF set, no interrupt shadow, LINT0 accepting
+    /// ExtINT and no injection still queued.
+    pub fn ready_for_interrupt(&mut self) -> bool {
+        let run = self.fd.get_kvm_run();
+        run.ready_for_interrupt_injection != 0 && run.if_flag != 0
+    }
+
+    /// Asks KVM to exit with [`VcpuEvent::InterruptWindow`] as soon as the
+    /// guest can take an external interrupt (or stops asking).
+    pub fn set_interrupt_window_request(&mut self, on: bool) {
+        self.fd.get_kvm_run().request_interrupt_window = u8::from(on);
+    }
+
+    /// Queues an ExtINT with `vector` (KVM_INTERRUPT), delivered at the next
+    /// `KVM_RUN`. With a split irqchip KVM keeps one such vector and takes
+    /// it only through LINT0; call it only when [`Self::ready_for_interrupt`].
+    pub fn inject_external(&self, vector: u8) -> Result<()> {
+        let irq = kvm_interrupt { irq: u32::from(vector) };
+        // SAFETY: KVM_INTERRUPT reads one `struct kvm_interrupt`, which `irq`
+        // is and outlives the call; the fd is this vCPU's.
+        let ret = unsafe { ioctl_with_ref(&self.fd, KVM_INTERRUPT(), &irq) };
+        if ret < 0 {
+            return Err(Error::Interrupt(self.id, kvm_ioctls::Error::last()));
+        }
+        Ok(())
+    }
+
     /// Runs the vCPU until its next exit and handles that exit.
     pub fn run_once(&mut self, h: &mut dyn ExitHandler) -> Result<VcpuEvent> {
+        // A kick from now on makes KVM_RUN return at once (kick.rs); after the
+        // exit, the VMM re-checks whatever the kick was about.
+        crate::kick::arm(self.fd.get_kvm_run());
+        let result = self.run_and_handle(h);
+        self.fd.set_kvm_immediate_exit(0);
+        result
+    }
+
+    fn run_and_handle(&mut self, h: &mut dyn ExitHandler) -> Result<VcpuEvent> {
         let mut hypercall = false;
         let mut wrmsr = None;
         let event = match self.fd.run() {
@@ -284,6 +326,7 @@ impl KvmVcpu {
             Ok(VcpuExit::Hlt) => VcpuEvent::Halted { if_flag: false },
             Ok(VcpuExit::Shutdown) => VcpuEvent::TripleFault,
             Ok(VcpuExit::Intr) => VcpuEvent::Interrupted,
+            Ok(VcpuExit::IrqWindowOpen) => VcpuEvent::InterruptWindow,
             Ok(VcpuExit::InternalError) => VcpuEvent::Fatal(String::new()),
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
                 VcpuEvent::Fatal(format!("VM entry failed: reason {reason:#x} on host CPU {cpu}"))
@@ -319,3 +362,13 @@ impl KvmVcpu {
         Ok(event)
     }
 }
+
+impl Drop for KvmVcpu {
+    /// The kick handler must not write to the `kvm_run` unmapped with the fd.
+    fn drop(&mut self) {
+        crate::kick::disarm(self.fd.get_kvm_run());
+    }
+}
+
+#[cfg(test)]
+mod tests;

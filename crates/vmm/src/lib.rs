@@ -98,7 +98,10 @@ pub mod exit_code {
     pub const TIMEOUT: i32 = 124;
 }
 
-extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+/// The kick signal: the next KVM_RUN of this thread's vCPU returns at once.
+extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    xenkvm_kvm::kick::signal_arrived();
+}
 
 /// Builds the VM described by `cfg` and runs it until the guest shuts down
 /// (restarting it on reboot unless `no_reboot`).

@@ -242,7 +242,7 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
             }
         }
         match event {
-            VcpuEvent::Continue | VcpuEvent::Interrupted | VcpuEvent::Stop => {}
+            VcpuEvent::Continue | VcpuEvent::Interrupted | VcpuEvent::Stop | VcpuEvent::InterruptWindow => {}
             VcpuEvent::Halted { if_flag: false } => control.finish(GuestEnd::HaltedForever(vcpu.id)),
             // Nothing delivers interrupts yet: treat a halt as a pause and retry.
             VcpuEvent::Halted { if_flag: true } => std::thread::sleep(Duration::from_millis(1)),
