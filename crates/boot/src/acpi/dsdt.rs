@@ -1,5 +1,6 @@
-//! The DSDT: the PCI root bridge with its windows and interrupt routing, the
-//! ISA devices the guest cannot probe safely (COM1, the RTC), and \_S5.
+//! The DSDT: the PCI root bridge with its windows and interrupt routing (I/O
+//! APIC GSIs, or link devices in PIC mode: `pci_link.rs`), the ISA devices
+//! the guest cannot probe safely (COM1, the RTC), and \_S5.
 
 use acpi_tables::aml::{
     AddressSpace, AddressSpaceCacheable, Device, EISAName, Name, Package, PackageBuilder, Path, ResourceTemplate,
@@ -8,6 +9,7 @@ use acpi_tables::aml::{
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{Aml, AmlSink};
 
+use super::pci_link;
 use super::{to_bytes, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use crate::layout::{IOAPIC_START, MMIO_HOLE_START};
 use crate::mptable::PciIrq;
@@ -42,10 +44,12 @@ pub(super) fn build(pci: &[PciIrq], s5: u8) -> Vec<u8> {
     let s5_package = Package::new(vec![&s5, &s5, &ZERO, &ZERO]);
     let s5_name = Name::new(Path::new("_S5_"), &s5_package);
     let pci0 = pci_root(pci);
-    let sb = Scope::new(Path::new("\\_SB_"), vec![&pci0]);
+    let links = RawAml(pci_link::link_devices());
+    let sb = Scope::new(Path::new("\\_SB_"), vec![&links, &pci0]);
     let mut t = Sdt::new(*b"DSDT", 36, REVISION, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     let mut aml = Vec::new();
     s5_name.to_aml_bytes(&mut aml);
+    aml.extend(pci_link::pic_method());
     sb.to_aml_bytes(&mut aml);
     t.append_slice(&aml);
     t.as_slice().to_vec()
@@ -65,7 +69,8 @@ fn pci_root(pci: &[PciIrq]) -> RawAml {
         Path::new("_CRS"),
         &ResourceTemplate::new(vec![&bus, &config, &io_low, &io_high, &mem]),
     );
-    let prt = Name::new(Path::new("_PRT"), &routing_table(pci));
+    let (apic, pic) = routing_tables(pci);
+    let prt = RawAml(pci_link::prt_method(&apic, &pic));
     let com1 = isa_device("COM1", "PNP0501", 1, COM1_PORT, 8, COM1_IRQ);
     let rtc = isa_device("RTC_", "PNP0B00", 0, RTC_PORT, 2, RTC_IRQ);
     RawAml(to_bytes(&Device::new(
@@ -74,9 +79,11 @@ fn pci_root(pci: &[PciIrq]) -> RawAml {
     )))
 }
 
-/// _PRT: every slot's four pins to GSIs 16-23, with `pci`'s INTA# as wired.
-fn routing_table(pci: &[PciIrq]) -> PackageBuilder {
+/// _PRT: every slot's four pins to GSIs 16-23, with `pci`'s INTA# as wired;
+/// and the same in PIC mode, each GSI replaced by its link device.
+fn routing_tables(pci: &[PciIrq]) -> (PackageBuilder, PackageBuilder) {
     let mut prt = PackageBuilder::new();
+    let mut pic = PackageBuilder::new();
     for slot in 0..PCI_SLOTS {
         for pin in 0u8..4 {
             let wired = pci.iter().find(|p| p.slot == slot && pin == 0);
@@ -84,9 +91,10 @@ fn routing_table(pci: &[PciIrq]) -> PackageBuilder {
             // Address 0xSSSSFFFF: any function of the slot. Source 0: `gsi` is a GSI.
             let address = (u32::from(slot) << 16) | 0xFFFF;
             prt.add_element(&Package::new(vec![&address, &pin, &ZERO, &gsi]));
+            pci_link::pic_entry(&mut pic, address, pin, gsi);
         }
     }
-    prt
+    (prt, pic)
 }
 
 /// A legacy device with one fixed I/O range and one ISA IRQ.

@@ -7,6 +7,7 @@
 
 mod dsdt;
 mod madt;
+mod pci_link;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +24,7 @@ use crate::mptable::{PciIrq, MPTABLE_START};
 use crate::Error;
 
 pub use dsdt::pci_intx_gsi;
+pub use pci_link::{pci_gsi_pic_irq, LINK_IRQS};
 
 /// Where the image goes: inside the RSDP scan range, in the E820-reserved BIOS
 /// area, and below the MP table.

@@ -209,5 +209,62 @@ fn iasl_disassembles_every_table() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "iasl dsdt.dsl:\n{text}");
     assert!(text.contains("0 Errors") && text.contains("0 Warnings"), "iasl dsdt.dsl:\n{text}");
+    let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap();
     std::fs::remove_dir_all(&dir).ok();
+    let flat = dsl.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("0x0002FFFF, Zero, Zero, 0x10 }"), "APIC mode: slot 2 INTA# on GSI 16");
+    assert!(flat.contains("0x0002FFFF, Zero, \\_SB.LNKA, Zero }"), "PIC mode: slot 2 INTA# through LNKA");
+    assert_eq!(flat.matches("EisaId (\"PNP0C0F\")").count(), 4);
+}
+
+#[test]
+fn pic_mode_links_cover_the_pci_gsis() {
+    assert_eq!([16, 17, 18, 19, 20, 23].map(pci_gsi_pic_irq), [10, 11, 10, 11, 10, 11].map(Some));
+    assert_eq!([0, 9, 15, 24, u32::MAX].map(pci_gsi_pic_irq), [None; 5]);
+    assert_eq!(pci_gsi_pic_irq(pci_intx_gsi(2, 0)), Some(LINK_IRQS[0]), "the platform device: LNKA");
+}
+
+/// Runs `acpiexec` on the DSDT with `commands`; `None` (with a message)
+/// without acpiexec.
+fn acpiexec(commands: &str) -> Option<String> {
+    if Command::new("acpiexec").arg("-v").output().is_err() {
+        eprintln!("SKIPPED: acpiexec not found (Debian package acpica-tools)");
+        return None;
+    }
+    let img = image(1);
+    let fadt = table(&img, xsdt_entries(&img)[0], b"FACP");
+    let dsdt = table(&img, u64_at(fadt, 140), b"DSDT");
+    let dir = std::env::temp_dir().join(format!("xenkvm-acpiexec-{}-{}", std::process::id(), commands.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dsdt.dat"), dsdt).unwrap();
+    let out = Command::new("acpiexec").args(["-b", commands, "dsdt.dat"]).current_dir(&dir).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    Some(String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn link_devices_and_pic_method_evaluate() {
+    let commands = [
+        "evaluate \\_SB.LNKA._CRS",
+        "evaluate \\_SB.LNKB._PRS",
+        "evaluate \\_SB.LNKC._STA",
+        "evaluate \\_SB.LNKD._DIS",
+        "evaluate \\PICF",
+        "evaluate \\_PIC 1",
+        "evaluate \\PICF",
+        "evaluate \\_SB.PCI0._PRT",
+    ];
+    let Some(text) = acpiexec(&commands.join("; ")) else { return };
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // IRQ (Level, ActiveLow, Shared) {10} and {11}, then the end tag.
+    assert!(flat.contains("[Buffer] Length 06 = 0000: 23 00 04 18 79 00"), "{text}");
+    assert!(flat.contains("[Buffer] Length 06 = 0000: 23 00 08 18 79 00"), "{text}");
+    assert!(flat.contains("[Integer] = 000000000000000F"), "{text}");
+    // PICF starts at 0 (PIC mode); \_PIC(1) selects the GSI table.
+    let picf = flat.find("Evaluating \\PICF").unwrap();
+    assert!(flat[picf..].contains("[Integer] = 0000000000000000 Evaluating \\_PIC"), "{text}");
+    assert!(flat.contains("[Integer] = 0000000000000001 Evaluating \\_SB.PCI0._PRT"), "{text}");
+    let slot2 = "[Integer] = 000000000002FFFF [Integer] = 0000000000000000 [Integer] = 0000000000000000 [Integer] = 0000000000000010";
+    assert!(flat.contains(slot2), "{text}");
+    assert!(!flat.contains("ACPI Error") && !flat.contains("ACPI Warning"), "{text}");
 }
