@@ -70,6 +70,8 @@ pub struct Signals {
     pub line_asserted: Arc<AtomicBool>,
     /// Counts the guest's soft resets (xenstored resets the guest's connection).
     pub soft_resets: Arc<std::sync::atomic::AtomicU64>,
+    /// The 8259 pair, whose interrupts vCPU 0 injects before each run (`pic.rs`).
+    pub pic: Option<Arc<Mutex<xenkvm_devices::pic::Pic>>>,
 }
 
 /// A VM ready to run.
@@ -171,7 +173,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     };
     let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
     let levels: Arc<SharedLevels> = Arc::default();
-    let signals = Signals::default();
+    let mut signals = Signals::default();
     let upcall = VmmUpcall {
         msi: KvmMsi(kvm.clone()),
         ioapic: ioapic.clone(),
@@ -193,6 +195,9 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     domain.set_max_pirqs(cfg.accel.evtchn_max_pirq).map_err(|e| VmmError::Internal(format!("xen-evtchn-max-pirq: {e:?}")))?;
     // With the kernel's Xen support, KVM keeps the pvclock records and the clock.
     let kicker = Arc::new(VcpuKicker::new(vmm_sys_util::signal::SIGRTMIN(), cfg.vcpus));
+    let pic = crate::pic::create(kicker.clone());
+    levels.set_mirror(crate::pic::mirror(pic.clone()));
+    signals.pic = Some(pic.clone());
     let time_attrs = kernel_hypercalls.then(|| Arc::new(XenTimeAttrs::new(kvm.clone(), kicker.clone())));
     if kernel_events {
         for v in &vcpus {
@@ -218,7 +223,8 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
     let control = Arc::new(RunControl::default());
     let msi = Arc::new(crate::irq::PirqMsi { apic: Arc::new(KvmMsi(kvm.clone())), domain: domain.clone() });
     let wiring = crate::virtio::Wiring { mmio: &mut mmio, msi, lines: &lines, ram: ram.clone() };
-    let ((bus, serial, legacy), virtio) = devices(cfg, &lines, control.clone(), wiring)?;
+    let ((mut bus, serial, legacy), virtio) = devices(cfg, &lines, control.clone(), wiring)?;
+    crate::pic::attach(&mut bus, &pic)?;
     Ok(BuiltVm { vcpus, domain, bus, mmio, ioapic, special, serial, legacy, signals, time_attrs, kicker, ram, hypercall_msr, control, virtio })
 }
 

@@ -56,7 +56,12 @@ impl IrqLevel for IoapicPin {
 pub struct SharedLevels {
     pins: [AtomicU32; NUM_PINS],
     next_source: AtomicU32,
+    mirror: std::sync::OnceLock<LevelMirror>,
 }
+
+/// Also told of every change of a GSI's sources (the 8259 mirrors the
+/// lines, `pic.rs`); called with the driver's lock held.
+pub type LevelMirror = Box<dyn Fn(usize, &SharedLevels) + Send + Sync>;
 
 /// The bit of the Xen callback line (devices take bits from 0 up).
 pub const CALLBACK_SOURCE: u32 = 1 << 31;
@@ -75,7 +80,20 @@ impl SharedLevels {
     pub fn set(&self, gsi: usize, source: u32, level: bool) -> bool {
         let Some(pin) = self.pins.get(gsi) else { return level };
         let now = if level { pin.fetch_or(source, Ordering::SeqCst) | source } else { pin.fetch_and(!source, Ordering::SeqCst) & !source };
+        if let Some(mirror) = self.mirror.get() {
+            mirror(gsi, self);
+        }
         now != 0
+    }
+
+    /// Whether any source holds `gsi` high.
+    pub fn is_high(&self, gsi: usize) -> bool {
+        self.pins.get(gsi).is_some_and(|p| p.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Installs the mirror (the first one stays).
+    pub fn set_mirror(&self, mirror: LevelMirror) {
+        let _ = self.mirror.set(mirror);
     }
 }
 

@@ -14,6 +14,7 @@ mod events;
 pub mod hotplug;
 mod irq;
 mod legacy;
+mod pic;
 mod pvblock;
 mod pvconsole;
 mod pvnet;

@@ -231,6 +231,9 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
         if let Some(t) = &handler.time_attrs {
             t.apply(vcpu.id);
         }
+        if let (crate::pic::PIC_VCPU, Some(pic)) = (vcpu.id, &handler.signals.pic) {
+            crate::pic::offer(&mut vcpu, pic);
+        }
         let event = match vcpu.run_once(&mut handler) {
             Ok(e) => e,
             Err(e) => VcpuEvent::Fatal(e.to_string()),
