@@ -749,6 +749,45 @@ mod tests {
         text.lines().map(str::to_string).collect()
     }
 
+    /// Symbols a module defines (`T`/`D`/...) or needs (`U`), from `nm`.
+    fn module_symbols(path: &std::path::Path) -> Option<(Vec<String>, Vec<String>)> {
+        let out = std::process::Command::new("nm").arg(path).output().ok()?;
+        let (mut defined, mut needed) = (Vec::new(), Vec::new());
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["U", sym] => needed.push(sym.to_string()),
+                [_, kind, sym] if kind.chars().all(|c| c.is_ascii_uppercase()) => defined.push(sym.to_string()),
+                _ => {}
+            }
+        }
+        Some((defined, needed))
+    }
+
+    #[test]
+    fn l2_modules_load_after_the_modules_they_need() {
+        // insmod has no dependency resolution: a scenario must list a module
+        // after every listed module whose symbols it takes.
+        let Ok(settings) = crate::nested::Settings::from_env() else { return };
+        let dir = settings.l2_modules();
+        if !dir.is_dir() {
+            return eprintln!("SKIP: no {}", dir.display());
+        }
+        for sc in SCENARIOS {
+            let Some(l2) = sc.l2 else { continue };
+            let syms: Vec<_> = l2.modules.iter().map(|m| module_symbols(&dir.join(format!("{m}.ko")))).collect();
+            if syms.iter().any(Option::is_none) {
+                return eprintln!("SKIP: nm is not usable here");
+            }
+            let syms: Vec<_> = syms.into_iter().flatten().collect();
+            for (i, (_, needed)) in syms.iter().enumerate() {
+                for (j, (defined, _)) in syms.iter().enumerate().skip(i + 1) {
+                    let late = needed.iter().find(|n| defined.contains(n));
+                    assert!(late.is_none(), "{}: {} needs {:?} from {}, listed after it", sc.name, l2.modules[i], late, l2.modules[j]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_l1_script_parses_as_shell() {
         // busybox ash runs them in L1; a POSIX `sh -n` catches syntax errors

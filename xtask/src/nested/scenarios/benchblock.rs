@@ -12,7 +12,7 @@ use anyhow::{ensure, Result};
 use super::{report_status, Console};
 
 /// Modules in load order: virtio for QEMU's virtio-blk, blkfront for the others.
-pub const MODULES: &[&str] = &["virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk", "xen-blkfront"];
+pub const MODULES: &[&str] = &["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk", "xen-blkfront"];
 pub const PROGRAMS: &[&str] = &["fio"];
 
 pub const SCRIPT: &str = concat!(

@@ -11,7 +11,7 @@ use super::{report_status, Console};
 
 /// Modules in load order: xen-netfront, and virtio-net for QEMU's virtio run.
 pub const MODULES: &[&str] =
-    &["xen-netfront", "virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net"];
+    &["xen-netfront", "virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net"];
 
 /// MiB each way.
 pub const MIB: u32 = 64;

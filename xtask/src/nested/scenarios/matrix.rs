@@ -14,8 +14,9 @@ use super::{report_status, Console};
 /// Modules in load order: the PV disk and the virtio NIC.
 pub const MODULES: &[&str] = &[
     "xen-blkfront",
-    "virtio",
+    // virtio takes virtio_break_device from virtio_ring.
     "virtio_ring",
+    "virtio",
     "virtio_pci_legacy_dev",
     "virtio_pci_modern_dev",
     "virtio_pci",
