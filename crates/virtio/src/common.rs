@@ -62,6 +62,8 @@ pub struct DeviceState {
     queues: Vec<QueueSlot>,
     /// Vectors the MSI-X table has (vector numbers beyond are refused).
     vectors: u16,
+    /// Resets since power-on.
+    resets: u64,
 }
 
 impl DeviceState {
@@ -83,6 +85,7 @@ impl DeviceState {
             queue_select: 0,
             queues,
             vectors,
+            resets: 0,
         })
     }
 
@@ -113,6 +116,12 @@ impl DeviceState {
         self.queues.len()
     }
 
+    /// Resets since power-on: a worker that saw the device live under
+    /// another count must set it up again (features, rings).
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
     /// The device gives up until the driver resets it (spec 2.1.2).
     pub fn needs_reset(&mut self) {
         self.status |= status::DEVICE_NEEDS_RESET;
@@ -126,6 +135,7 @@ impl DeviceState {
 
     /// Back to the state after power-on (features, status, queues).
     fn reset(&mut self) {
+        self.resets = self.resets.wrapping_add(1);
         self.driver_features = 0;
         self.device_feature_select = 0;
         self.driver_feature_select = 0;

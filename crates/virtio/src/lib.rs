@@ -10,6 +10,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
+#[doc(hidden)]
+pub mod fuzzing;
 mod interrupt;
 mod kick;
 pub mod net;

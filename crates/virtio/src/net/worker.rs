@@ -49,6 +49,16 @@ pub struct Pass {
 /// A queue error: the ring or a descriptor the guest gave is unusable.
 struct Broken;
 
+/// What the backend had for the guest.
+enum Next {
+    /// A frame of this length (with its header) is in `rx_buf`.
+    Frame(usize),
+    /// It gave a frame the guest cannot take, now dropped.
+    Dropped,
+    /// Nothing (or a read error).
+    Dry,
+}
+
 /// The worker of one virtio-net device.
 pub struct NetWorker<B: NetBackend> {
     shared: Arc<Shared>,
@@ -58,8 +68,10 @@ pub struct NetWorker<B: NetBackend> {
     /// A frame read from the backend and not yet in the guest (its length).
     rx_pending: Option<usize>,
     tx_buf: Vec<u8>,
-    /// Features whose offloads the backend has, once the driver is live.
-    applied: Option<u64>,
+    /// Features whose offloads the backend has, once the driver is live,
+    /// and the device's reset count then (a reset and a new bring-up
+    /// between two passes must start again).
+    applied: Option<(u64, u64)>,
     stats: NetStats,
 }
 
@@ -106,7 +118,7 @@ impl<B: NetBackend> NetWorker<B> {
             self.applied = None;
             return Pass::default();
         }
-        if self.applied.is_none() && !self.start(&mut st) {
+        if self.applied.map(|(resets, _)| resets) != Some(st.resets()) && !self.start(&mut st) {
             return Pass::default();
         }
         let (tx_used, tx_more) = self.serve(&mut st, TX_QUEUE, Self::tx);
@@ -144,11 +156,15 @@ impl<B: NetBackend> NetWorker<B> {
             self.shared.interrupts.config(st.config_vector());
             return false;
         }
+        // A frame held for the previous driver was fitted to its features.
+        if self.rx_pending.take().is_some() {
+            self.stats.rx_dropped += 1;
+        }
         let features = st.driver_features();
         if let Err(e) = self.backend.set_offloads(RxOffloads::from_features(features)) {
             tracing::warn!("virtio-net: cannot set the backend's offloads: {e}");
         }
-        self.applied = Some(features);
+        self.applied = Some((st.resets(), features));
         true
     }
 
@@ -205,7 +221,12 @@ impl<B: NetBackend> NetWorker<B> {
     /// buffers (a frame waits for the guest).
     fn rx(&mut self, queue: &mut Queue, used: &mut bool) -> Result<Option<bool>, Broken> {
         for _ in 0..BUDGET {
-            let Some(len) = self.next_frame() else { return Ok(Some(false)) };
+            let len = match self.next_frame() {
+                Next::Frame(len) => len,
+                // A frame the guest cannot take still counts against the budget.
+                Next::Dropped => continue,
+                Next::Dry => return Ok(Some(false)),
+            };
             let Some(chain) = queue.pop_descriptor_chain(&self.mem) else { return Ok(None) };
             let head = chain.head_index();
             let Ok(mut writer) = chain.writer(&self.mem) else { return Err(Broken) };
@@ -230,31 +251,31 @@ impl<B: NetBackend> NetWorker<B> {
     }
 
     /// The frame waiting for the guest, else the backend's next one, its
-    /// header made fit for the negotiated features.
-    fn next_frame(&mut self) -> Option<usize> {
+    /// header made fit for the negotiated features (one backend read at
+    /// most, so a stream of bad frames cannot hold a pass).
+    fn next_frame(&mut self) -> Next {
         if let Some(len) = self.rx_pending {
-            return Some(len);
+            return Next::Frame(len);
         }
-        let offloads = RxOffloads::from_features(self.applied.unwrap_or(0));
-        loop {
-            let len = match self.backend.read_frame(&mut self.rx_buf) {
-                Ok(Some(len)) if (VNET_HDR_LEN + 14..=MAX_FRAME).contains(&len) => len,
-                Ok(Some(_)) => {
-                    self.stats.rx_errors += 1;
-                    continue;
-                }
-                Ok(None) => return None,
-                Err(_) => {
-                    self.stats.rx_errors += 1;
-                    return None;
-                }
-            };
-            if fit_header(&mut self.rx_buf, offloads) {
-                self.rx_pending = Some(len);
-                return Some(len);
+        let offloads = RxOffloads::from_features(self.applied.map_or(0, |(_, f)| f));
+        let len = match self.backend.read_frame(&mut self.rx_buf) {
+            Ok(Some(len)) if (VNET_HDR_LEN + 14..=MAX_FRAME).contains(&len) => len,
+            Ok(Some(_)) => {
+                self.stats.rx_errors += 1;
+                return Next::Dropped;
             }
-            self.stats.rx_dropped += 1;
+            Ok(None) => return Next::Dry,
+            Err(_) => {
+                self.stats.rx_errors += 1;
+                return Next::Dry;
+            }
+        };
+        if fit_header(&mut self.rx_buf, offloads) {
+            self.rx_pending = Some(len);
+            return Next::Frame(len);
         }
+        self.stats.rx_dropped += 1;
+        Next::Dropped
     }
 }
 
