@@ -46,6 +46,14 @@ pub trait MsiSink: Send + Sync {
     }
 }
 
+/// Who learns the redirection entries as MSI routes `(pin, address, data)`
+/// of the unmasked pins, whenever the guest changes one (the accelerator:
+/// with a split irqchip, KVM exits on the EOI of a level-triggered vector
+/// only if a route names it).
+pub trait RouteSink: Send + Sync {
+    fn routes_changed(&self, routes: &[(u32, u64, u32)]);
+}
+
 /// The I/O APIC.
 pub struct Ioapic {
     id: u32,
@@ -54,11 +62,36 @@ pub struct Ioapic {
     /// Line levels as the devices drive them.
     asserted: u32,
     sink: Arc<dyn MsiSink>,
+    routes: Option<Arc<dyn RouteSink>>,
 }
 
 impl Ioapic {
     pub fn new(sink: Arc<dyn MsiSink>) -> Self {
-        Self { id: 0, select: 0, redir: [MASKED; NUM_PINS], asserted: 0, sink }
+        Self { id: 0, select: 0, redir: [MASKED; NUM_PINS], asserted: 0, sink, routes: None }
+    }
+
+    /// Sets who learns the routes (and tells it the current ones).
+    pub fn set_route_sink(&mut self, routes: Arc<dyn RouteSink>) {
+        self.routes = Some(routes);
+        self.publish_routes();
+    }
+
+    /// The unmasked pins' messages.
+    pub fn routes(&self) -> Vec<(u32, u64, u32)> {
+        (0u32..)
+            .zip(self.redir.iter())
+            .filter(|(_, e)| **e & MASKED == 0)
+            .map(|(pin, e)| {
+                let (address, data) = msi_of(*e);
+                (pin, address, data)
+            })
+            .collect()
+    }
+
+    fn publish_routes(&self) {
+        if let Some(r) = &self.routes {
+            r.routes_changed(&self.routes());
+        }
     }
 
     /// Drives pin `pin` to `level`. Out-of-range pins are ignored.
@@ -75,6 +108,12 @@ impl Ioapic {
         if fire {
             self.service(pin);
         }
+    }
+
+    /// Whether `pin` is unmasked and level-triggered: its interrupts end with
+    /// an EOI that reaches [`Ioapic::end_of_interrupt`].
+    pub fn level_unmasked(&self, pin: usize) -> bool {
+        self.redir.get(pin).is_some_and(|e| e & (LEVEL | MASKED) == LEVEL)
     }
 
     /// A rising and falling edge on an edge-triggered pin.
@@ -130,8 +169,13 @@ impl Ioapic {
                 let high = r % 2 == 1;
                 let Some(e) = self.redir.get_mut(i) else { return };
                 let new = if high { (*e & 0xFFFF_FFFF) | (u64::from(v) << 32) } else { (*e & !0xFFFF_FFFF) | u64::from(v) };
+                let old = *e;
                 *e = (*e & !WRITABLE) | (new & WRITABLE);
                 *e &= !DELIVERY_STATUS;
+                if (old ^ *e) & WRITABLE != 0 {
+                    self.publish_routes();
+                }
+                let Some(e) = self.redir.get(i) else { return };
                 // Unmasking a level line that is still asserted delivers it.
                 if self.asserted & (1 << i) != 0 && *e & LEVEL != 0 {
                     self.service(i);
@@ -236,6 +280,31 @@ mod tests {
         program(&mut io, 6, 0x41, 1 << 16);
         io.pulse(6);
         assert_eq!(msis.0.lock().unwrap()[1].0, 0xFEE0_0000);
+    }
+
+    #[derive(Default)]
+    struct Routes(Mutex<Vec<Vec<(u32, u64, u32)>>>);
+    impl RouteSink for Routes {
+        fn routes_changed(&self, routes: &[(u32, u64, u32)]) {
+            self.0.lock().unwrap().push(routes.to_vec());
+        }
+    }
+
+    #[test]
+    fn unmasked_entries_are_published_as_routes_when_they_change() {
+        let mut io = Ioapic::new(Arc::new(Msis::default()));
+        let routes = Arc::new(Routes::default());
+        io.set_route_sink(routes.clone());
+        assert_eq!(routes.0.lock().unwrap().pop(), Some(vec![]), "all masked at first");
+        program(&mut io, 9, 0x31 | (1 << 15), 0);
+        let last = routes.0.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last, vec![(9, 0xFEE0_0000, 0xC031)], "level SCI, trigger bit in the data");
+        assert!(io.level_unmasked(9) && !io.level_unmasked(8) && !io.level_unmasked(99));
+        let n = routes.0.lock().unwrap().len();
+        program(&mut io, 9, 0x31 | (1 << 15), 0);
+        assert_eq!(routes.0.lock().unwrap().len(), n, "an unchanged entry publishes nothing");
+        program(&mut io, 9, 0x31 | (1 << 16), 0);
+        assert_eq!(routes.0.lock().unwrap().last().cloned().unwrap(), vec![], "masked: gone");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub enum Error {
     Interrupt(u32, #[source] kvm_ioctls::Error),
     #[error("Cannot signal an MSI")]
     SignalMsi(#[source] kvm_ioctls::Error),
+    #[error("Cannot set the I/O APIC's MSI routes (KVM_SET_GSI_ROUTING)")]
+    SetGsiRouting(#[source] kvm_ioctls::Error),
     #[error("Guest memory has a region KVM cannot map")]
     GuestMemory,
 }

@@ -109,6 +109,32 @@ impl KvmVm {
         self.fd.signal_msi(kvm_msi_of(address, data, self.ext_dest_id)).map(|_| ()).map_err(Error::SignalMsi)
     }
 
+    /// Tells KVM the I/O APIC's redirection entries as MSI routes on GSIs
+    /// 0-23 (`(gsi, address, data)`). Delivery still goes through
+    /// [`KvmVm::signal_msi`]; KVM needs the routes to know which vectors are
+    /// level-triggered, and only for those does it exit on the guest's EOI
+    /// (`KVM_EXIT_IOAPIC_EOI`) so the I/O APIC can clear remote IRR.
+    pub fn set_ioapic_routes(&self, routes: &[(u32, u64, u32)]) -> Result<()> {
+        let mut table = kvm_bindings::KvmIrqRouting::new(0).map_err(|_| Error::SetGsiRouting(kvm_ioctls::Error::new(libc::ENOMEM)))?;
+        for &(gsi, address, data) in routes {
+            let m = kvm_msi_of(address, data, self.ext_dest_id);
+            let msi = kvm_bindings::kvm_irq_routing_msi {
+                address_lo: m.address_lo,
+                address_hi: m.address_hi,
+                data: m.data,
+                ..Default::default()
+            };
+            let entry = kvm_bindings::kvm_irq_routing_entry {
+                gsi,
+                type_: kvm_bindings::KVM_IRQ_ROUTING_MSI,
+                u: kvm_bindings::kvm_irq_routing_entry__bindgen_ty_1 { msi },
+                ..Default::default()
+            };
+            table.push(entry).map_err(|_| Error::SetGsiRouting(kvm_ioctls::Error::new(libc::E2BIG)))?;
+        }
+        self.fd.set_gsi_routing(&table).map_err(Error::SetGsiRouting)
+    }
+
     /// Registers all of `mem` as guest RAM.
     pub fn map_ram(&self, mem: &GuestMemoryMmap<()>) -> Result<()> {
         let mut ram = Vec::new();
@@ -223,6 +249,19 @@ mod tests {
         assert_eq!((plain.address_lo, plain.address_hi), (0xFEE3_4240, 0), "left alone without the x2APIC API");
         let hi = kvm_msi_of(0x1_FEE0_1000, 0x30, true);
         assert_eq!((hi.address_lo, hi.address_hi), (0xFEE0_1000, 1));
+    }
+
+    #[test]
+    fn ioapic_routes_reach_kvm() {
+        let vm = match KvmVm::new() {
+            Ok(vm) => vm,
+            Err(e) => return eprintln!("SKIPPED: no usable /dev/kvm ({e})"),
+        };
+        // A level-triggered SCI and an edge timer, then none at all.
+        vm.set_ioapic_routes(&[(9, 0xFEE0_0000, 0xC031), (2, 0xFEE0_0000, 0x4030)]).unwrap();
+        vm.set_ioapic_routes(&[]).unwrap();
+        // A GSI beyond the routing table's range is refused, not a crash.
+        assert!(vm.set_ioapic_routes(&[(u32::MAX, 0xFEE0_0000, 0x30)]).is_err());
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Signals {
     pub backends: Arc<Backends>,
     /// The callback GSI/INTx line is asserted (vCPU 0 re-checks it after exits).
     pub line_asserted: Arc<AtomicBool>,
+    /// The asserted callback line must be polled (no EOI will come for it).
+    pub line_polled: Arc<AtomicBool>,
     /// Counts the guest's soft resets (xenstored resets the guest's connection).
     pub soft_resets: Arc<std::sync::atomic::AtomicU64>,
     /// The 8259 pair, whose interrupts vCPU 0 injects before each run (`pic.rs`).
@@ -172,6 +174,9 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         gnttab_max_frames: cfg.accel.gnttab_max_frames,
     };
     let ioapic = Arc::new(Mutex::new(Ioapic::new(Arc::new(KvmMsi(kvm.clone())))));
+    if let Ok(mut io) = ioapic.lock() {
+        io.set_route_sink(Arc::new(KvmMsi(kvm.clone())));
+    }
     let levels: Arc<SharedLevels> = Arc::default();
     let mut signals = Signals::default();
     let upcall = VmmUpcall {
@@ -181,6 +186,7 @@ pub fn build(cfg: &VmConfig) -> Result<BuiltVm, VmmError> {
         waiters: signals.waiters.clone(),
         timers: signals.timers.clone(),
         line_asserted: signals.line_asserted.clone(),
+        line_polled: signals.line_polled.clone(),
         levels: levels.clone(),
     };
     let ports = Ports {

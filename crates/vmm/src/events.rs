@@ -65,6 +65,9 @@ pub struct VmmUpcall {
     pub timers: Arc<Signal>,
     /// Mirrors the callback line, so vCPU 0 checks it without the domain lock.
     pub line_asserted: Arc<AtomicBool>,
+    /// The line is asserted and no EOI will tell when to lower it (it is not
+    /// a level-triggered, unmasked I/O APIC pin: the PIC, say): vCPU 0 polls.
+    pub line_polled: Arc<AtomicBool>,
     /// The callback is one source of its line among the devices on it.
     pub levels: Arc<crate::irq::SharedLevels>,
 }
@@ -94,6 +97,7 @@ impl Upcall for VmmUpcall {
         };
         self.line_asserted.store(asserted, Ordering::SeqCst);
         if let Ok(mut io) = self.ioapic.lock() {
+            self.line_polled.store(asserted && !io.level_unmasked(pin), Ordering::SeqCst);
             let high = self.levels.set(pin, crate::irq::CALLBACK_SOURCE, asserted);
             io.set_irq(pin, high);
         }

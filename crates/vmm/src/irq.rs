@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use vm_superio::Trigger;
 use xenkvm_devices::acpi_pm::IrqLevel;
-use xenkvm_devices::ioapic::{Ioapic, MsiSink, NUM_PINS};
+use xenkvm_devices::ioapic::{Ioapic, MsiSink, RouteSink, NUM_PINS};
 use xenkvm_kvm::KvmVm;
 use xenkvm_xen_core::Domain;
 
@@ -17,6 +17,16 @@ impl MsiSink for KvmMsi {
     fn send_msi(&self, address: u64, data: u32) {
         if let Err(e) = self.0.signal_msi(address, data) {
             tracing::warn!("MSI {address:#x}/{data:#x} not delivered: {e}");
+        }
+    }
+}
+
+/// KVM learns the I/O APIC's entries as routes, so that it exits on the EOI
+/// of a level-triggered vector and the I/O APIC can clear remote IRR.
+impl RouteSink for KvmMsi {
+    fn routes_changed(&self, routes: &[(u32, u64, u32)]) {
+        if let Err(e) = self.0.set_ioapic_routes(routes) {
+            tracing::warn!("{e}: level-triggered I/O APIC lines may fire only once");
         }
     }
 }

@@ -170,6 +170,14 @@ impl ExitHandler for Handler {
     }
 
     fn ioapic_eoi(&mut self, vector: u8) {
+        // The callback line comes down at its EOI if the guest has cleared
+        // evtchn_upcall_pending by then (Linux does, in the handler); if new
+        // events came, it stays high and the EOI fires it again.
+        if self.signals.line_asserted.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(mut d) = self.domain.lock() {
+                d.sync_callback_line();
+            }
+        }
         if let Ok(mut io) = self.ioapic.lock() {
             io.end_of_interrupt(vector);
         }
@@ -238,8 +246,9 @@ pub fn run_vcpu(mut vcpu: KvmVcpu, mut handler: Handler) {
             Ok(e) => e,
             Err(e) => VcpuEvent::Fatal(e.to_string()),
         };
-        if vcpu.id == 0 && handler.signals.line_asserted.load(std::sync::atomic::Ordering::SeqCst) {
-            // The guest clears evtchn_upcall_pending itself: lower the line then.
+        if vcpu.id == 0 && handler.signals.line_polled.load(std::sync::atomic::Ordering::SeqCst) {
+            // No EOI will come for this line (see `ioapic_eoi`): the guest
+            // clears evtchn_upcall_pending itself, lower the line then.
             if let Ok(mut d) = handler.domain.lock() {
                 d.sync_callback_line();
             }
