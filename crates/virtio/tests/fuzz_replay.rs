@@ -2,23 +2,8 @@
 //! harness on deterministic pseudo-random inputs, so that `cargo test` runs
 //! it. `XENKVM_FUZZ_RUNS` and `XENKVM_FUZZ_SEED` lengthen or vary a run.
 
+use xenkvm_fuzz_replay::{SplitMix, env};
 use xenkvm_virtio::fuzzing::run;
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-fn env(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 #[test]
 fn virtio_net_replay() {
@@ -26,8 +11,8 @@ fn virtio_net_replay() {
     let mut rng = SplitMix(env("XENKVM_FUZZ_SEED").unwrap_or(0x7172_7469));
     let mut total = xenkvm_virtio::fuzzing::Stats::default();
     for i in 0..runs {
-        let len = (rng.next() % 1200) as usize;
-        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let data = rng.bytes(1200);
+        let len = data.len();
         let st = run(&data).unwrap_or_else(|e| panic!("input {i} ({len} bytes, {data:02x?}): {e}"));
         total.steps += st.steps;
         total.passes += st.passes;

@@ -2,36 +2,8 @@
 //! same harness, [`xenkvm_xen_core::fuzzing::run`], on deterministic
 //! pseudo-random inputs, so that `cargo test` (stable, no libFuzzer) runs it.
 
+use xenkvm_fuzz_replay::SplitMix;
 use xenkvm_xen_core::fuzzing::{run, Stats};
-
-/// splitmix64: tiny, seeded, good enough to spread bytes.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// One input: mostly small bytes (the selectors use low values), sometimes
-/// a run of raw words.
-fn input(rng: &mut SplitMix) -> Vec<u8> {
-    let len = (rng.next() % 1200) as usize + 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        let r = rng.next();
-        if r & 15 == 0 {
-            v.extend(r.to_le_bytes());
-        } else {
-            v.push((r >> 8) as u8 % [8, 32, 64, 255][(r >> 16) as usize % 4]);
-        }
-    }
-    v
-}
 
 fn runs() -> usize {
     let default = if cfg!(debug_assertions) { 1_000 } else { 10_000 };
@@ -46,7 +18,7 @@ fn fuzz_harness_replays_pseudo_random_inputs() {
     let mut total = Stats::default();
     let start = std::time::Instant::now();
     for i in 0..runs {
-        let data = input(&mut rng);
+        let data = rng.skewed(1200);
         match run(&data) {
             Ok(st) => {
                 total.steps += st.steps;

@@ -4,42 +4,10 @@
 //! pseudo-random inputs, so that `cargo test` (stable, no libFuzzer) runs them.
 //! `XENKVM_FUZZ_RUNS` and `XENKVM_FUZZ_SEED` lengthen or vary a run.
 
+use xenkvm_fuzz_replay::{SplitMix, env};
 use std::fmt::Debug;
 
 use xenkvm_xen_pv::fuzzing::{blkif, console, netif};
-
-/// splitmix64: tiny, seeded, good enough to spread bytes.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// One input: mostly small bytes (the selectors use low values), sometimes
-/// a run of raw words.
-fn input(rng: &mut SplitMix) -> Vec<u8> {
-    let len = (rng.next() % 1500) as usize + 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        let r = rng.next();
-        if r & 15 == 0 {
-            v.extend(r.to_le_bytes());
-        } else {
-            v.push((r >> 8) as u8 % [8, 32, 64, 255][(r >> 16) as usize % 4]);
-        }
-    }
-    v
-}
-
-fn env(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// Runs `runs` inputs through `run`; returns every run's statistics.
 fn replay<S: Debug>(name: &str, seed: u64, default_runs: usize, run: impl Fn(&[u8]) -> Result<S, String>) -> Vec<S> {
@@ -48,7 +16,7 @@ fn replay<S: Debug>(name: &str, seed: u64, default_runs: usize, run: impl Fn(&[u
     let start = std::time::Instant::now();
     let mut all = Vec::with_capacity(runs);
     for i in 0..runs {
-        let data = input(&mut rng);
+        let data = rng.skewed(1500);
         match run(&data) {
             Ok(st) => all.push(st),
             Err(e) => panic!("{name}: input {i} ({} bytes, {:02x?}): {e}", data.len(), data),
