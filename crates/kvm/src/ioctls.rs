@@ -3,7 +3,7 @@
 //! exactly these requests on `ioctl`, not KVM as a whole.
 
 use kvm_bindings::{
-    kvm_clock_data, kvm_interrupt, kvm_msi, kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region,
+    kvm_clock_data, kvm_interrupt, kvm_irq_routing, kvm_msi, kvm_msrs, kvm_regs, kvm_sregs, kvm_userspace_memory_region,
     kvm_vcpu_events, KVMIO,
 };
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
@@ -23,16 +23,19 @@ ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
 ioctl_iow_nr!(KVM_SET_USER_MEMORY_REGION, KVMIO, 0x46, kvm_userspace_memory_region);
 ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_clock_data);
 ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_msi);
+ioctl_iow_nr!(KVM_SET_GSI_ROUTING, KVMIO, 0x6a, kvm_irq_routing);
 
 /// The `KVMIO` ioctl type, for filters that allow every KVM request.
 pub const KVM_IOCTL_TYPE: u32 = KVMIO;
 
 /// Requests any thread of a running VM may make on the VM or a vCPU fd:
-/// interrupts (MSIs, Xen event channels), the Xen attributes (timers,
-/// shared_info, runstate), grant and overlay mappings, and the clock.
+/// interrupts (MSIs, Xen event channels, the I/O APIC's routes that the
+/// guest reprograms from a vCPU), the Xen attributes (timers, shared_info,
+/// runstate), grant and overlay mappings, and the clock.
 pub fn runtime() -> Vec<u64> {
     [
         KVM_SIGNAL_MSI(),
+        KVM_SET_GSI_ROUTING(),
         KVM_SET_USER_MEMORY_REGION(),
         KVM_GET_CLOCK(),
         KVM_XEN_HVM_SET_ATTR(),
@@ -67,6 +70,7 @@ mod tests {
         assert_eq!(super::KVM_SET_USER_MEMORY_REGION(), 0x4020_ae46);
         assert_eq!(super::KVM_SIGNAL_MSI(), 0x4020_aea5);
         assert_eq!(super::KVM_INTERRUPT(), 0x4004_ae86);
-        assert_eq!(super::runtime().len() + super::vcpu().len(), 15);
+        assert_eq!(super::KVM_SET_GSI_ROUTING(), 0x4008_ae6a);
+        assert_eq!(super::runtime().len() + super::vcpu().len(), 16);
     }
 }

@@ -129,6 +129,17 @@ impl GsiLine {
                 d.set_gsi(gsi, high);
                 return;
             }
+            // In PIC mode (`noapic`) Linux maps a PCI line by its link's PIC
+            // IRQ (10 or 11), which every PCI GSI on that link shares.
+            let pic = (gsi >= 16).then(|| crate::pic::pic_irq_of_gsi(self.gsi)).flatten().map(u32::from);
+            if let Some(irq) = pic.filter(|irq| d.pirqs().of_gsi(*irq).is_some()) {
+                self.levels.set(self.gsi, self.source, level);
+                let high = (16..NUM_PINS)
+                    .filter(|g| crate::pic::pic_irq_of_gsi(*g).map(u32::from) == Some(irq))
+                    .any(|g| self.levels.is_high(g));
+                d.set_gsi(irq, high);
+                return;
+            }
         }
         if let Ok(mut io) = self.ioapic.lock() {
             let high = self.levels.set(self.gsi, self.source, level);

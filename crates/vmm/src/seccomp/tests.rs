@@ -146,3 +146,15 @@ fn the_service_filter_allows_hotplugging_a_disk_and_a_nic() {
     hp.detach();
     let _ = std::fs::remove_file(spare);
 }
+
+#[test]
+fn a_vcpu_thread_may_reprogram_the_ioapic_routes() {
+    // A guest's write to a redirection entry makes its vCPU thread call
+    // KVM_SET_GSI_ROUTING (a missing entry once killed the VMM with SIGSYS).
+    let vm = match xenkvm_kvm::KvmVm::new() {
+        Ok(vm) => vm,
+        Err(e) => return eprintln!("SKIPPED: no usable /dev/kvm ({e})"),
+    };
+    let r = confined(ThreadKind::Vcpu, || vm.set_ioapic_routes(&[(9, 0xFEE0_0000, 0xC031)]).map_err(|e| e.to_string()));
+    assert_eq!(r, Ok(()));
+}
